@@ -1,0 +1,18 @@
+"""gpunn: a deep-learning framework to learn deep learning from.
+
+Keras-like models whose layers read like the course's equations, running on
+NumPy (CPU) or CuPy (NVIDIA GPU) -- choose with GPUNN_BACKEND=auto|numpy|cupy.
+
+    >>> import gpunn
+    >>> from gpunn.layers import Dense
+    >>> model = gpunn.Sequential([Dense(32, activation="relu", input_shape=(4,)), Dense(3, activation="softmax")])
+"""
+
+__version__ = "0.1.0"
+
+from gpunn import activations, backend, callbacks, datasets, initializers, layers, losses, metrics, optimizers
+from gpunn import regularizers, schedules, utils
+from gpunn.models import Sequential
+
+__all__ = ["Sequential", "activations", "backend", "callbacks", "datasets", "initializers", "layers", "losses",
+           "metrics", "optimizers", "regularizers", "schedules", "utils"]

@@ -1,0 +1,234 @@
+"""The one door to the GPU.
+
+Every array operation in gpunn goes through the array module ``xp``: NumPy on
+the CPU, CuPy on an NVIDIA GPU. Both speak the same language (``xp.dot``,
+``xp.exp``, ``xp.zeros``...), so a layer written once runs on either::
+
+    from gpunn import backend
+    a = backend.xp.zeros((2, 3), dtype="float32")   # numpy.ndarray or cupy.ndarray
+
+The backend is chosen when gpunn is imported, from the environment variable
+``GPUNN_BACKEND``:
+
+- ``auto`` (the default): CuPy when it imports and sees a CUDA device, else
+  NumPy -- and gpunn says once, in one line, why it fell back;
+- ``numpy``: always the CPU;
+- ``cupy``: the GPU, or a clear error saying what is missing and how to fix it.
+
+``GPUNN_DEVICE=<int>`` picks the GPU. :func:`set_backend` switches at run time
+(build models after switching: weights live on the backend they were made on).
+
+This is the only module that imports CuPy, and it does so lazily, so gpunn
+imports and runs everywhere NumPy does.
+"""
+
+import os
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+
+BACKENDS = ("auto", "numpy", "cupy")
+
+CUPY_FIX = (
+    "install the CuPy build that matches your NVIDIA driver: "
+    "pip install 'gpunn[cuda13]' (CUDA 13 drivers) or 'gpunn[cuda12]' (CUDA 12); "
+    "`nvidia-smi` shows the driver's CUDA version. "
+    "Or use the CPU: GPUNN_BACKEND=numpy"
+)
+
+# The active backend. Read these through the module (backend.xp), not with
+# `from gpunn.backend import xp`, which would keep the value of import time.
+xp = np
+name = "numpy"
+device_id = None
+_cupy = None  # the cupy module when the backend is cupy
+_rng = None  # the random generator of the active backend
+_host_rng = np.random.default_rng()
+
+
+class BackendError(RuntimeError):
+    """The requested backend cannot work on this machine."""
+
+
+@dataclass(frozen=True)
+class Backend:
+    """What :func:`current` returns: which backend runs, and on which device."""
+
+    name: str
+    device: str
+
+    def __str__(self):
+        return f"{self.name} ({self.device})"
+
+
+def _find_cupy(device):
+    """Import CuPy and check it can use ``device``; return (cupy, None) or (None, why not)."""
+    try:
+        import cupy
+    except ImportError as e:
+        return None, f"CuPy is not installed ({e})"
+    except Exception as e:  # a broken install raises all sorts of things
+        return None, f"CuPy failed to import ({type(e).__name__}: {e})"
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as e:  # no driver, or a driver too old for this CuPy's CUDA
+        return None, f"CuPy cannot talk to the NVIDIA driver ({type(e).__name__}: {e})"
+    if count == 0:
+        return None, "CuPy found no CUDA device"
+    if not 0 <= device < count:
+        return None, f"GPUNN_DEVICE={device} but this machine has {count} CUDA device(s): 0..{count - 1}"
+    return cupy, None
+
+
+def _device_from_env():
+    value = os.environ.get("GPUNN_DEVICE", "0").strip() or "0"
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"GPUNN_DEVICE must be a GPU index such as 0 or 1; received: {value!r}") from None
+
+
+def set_backend(backend, device=None):
+    """Switch the array backend: 'auto', 'numpy' or 'cupy'.
+
+    Args:
+        backend: one of :data:`BACKENDS`.
+        device: the GPU index for CuPy (default: ``$GPUNN_DEVICE`` or 0).
+
+    Returns:
+        The :class:`Backend` now active.
+
+    Raises:
+        ValueError: an unknown backend name.
+        BackendError: 'cupy' was asked for and cannot work here (the message says why and how to fix it).
+    """
+    global xp, name, device_id, _cupy, _rng
+    requested = str(backend).strip().lower()
+    if requested not in BACKENDS:
+        raise ValueError(f"Unknown gpunn backend {backend!r}; valid backends are: {', '.join(BACKENDS)}")
+    device = _device_from_env() if device is None else int(device)
+
+    if requested == "numpy":
+        cupy, why_not = None, "GPUNN_BACKEND=numpy"
+    else:
+        cupy, why_not = _find_cupy(device)
+        if cupy is None and requested == "cupy":
+            raise BackendError(f"GPUNN_BACKEND=cupy cannot be used: {why_not}. To fix it, {CUPY_FIX}")
+
+    if cupy is None:
+        if requested == "auto":
+            print(f"gpunn: using NumPy on the CPU because {why_not}", file=sys.stderr)
+        xp, name, device_id, _cupy = np, "numpy", None, None
+    else:
+        cupy.cuda.Device(device).use()
+        xp, name, device_id, _cupy = cupy, "cupy", device, cupy
+    seed(None)
+    return current()
+
+
+def current():
+    """The active backend and device, e.g. ``cupy (GPU 0: NVIDIA H100 80GB HBM3)``."""
+    if _cupy is None:
+        return Backend("numpy", "CPU")
+    props = _cupy.cuda.runtime.getDeviceProperties(device_id)
+    gpu = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
+    return Backend("cupy", f"GPU {device_id}: {gpu}")
+
+
+def is_gpu():
+    """True when arrays live on a GPU."""
+    return _cupy is not None
+
+
+def get_array_module(x):
+    """The array module (numpy or cupy) that owns ``x`` -- Chainer's classic helper."""
+    if _cupy is not None and isinstance(x, _cupy.ndarray):
+        return _cupy
+    return np
+
+
+def to_device(a, dtype=None):
+    """Move a NumPy array (or anything array-like) onto the active backend."""
+    return xp.asarray(a, dtype=dtype)
+
+
+def to_numpy(a):
+    """Bring an array back to the host as a NumPy array, whichever backend made it."""
+    if _cupy is not None and isinstance(a, _cupy.ndarray):
+        return _cupy.asnumpy(a)
+    return np.asarray(a)
+
+
+def synchronize():
+    """Wait until the GPU has finished all queued work (a no-op on NumPy)."""
+    if _cupy is not None:
+        _cupy.cuda.Device(device_id).synchronize()
+
+
+# --- random numbers ----------------------------------------------------------
+# Weights are drawn on the host (host_rng) so that one seed gives the same
+# initial model on both backends; masks and shuffles are drawn on the device
+# (random, permutation) so that the training loop never copies to the GPU.
+
+
+def seed(value):
+    """Seed the host generator and the device generator of the active backend."""
+    global _rng, _host_rng
+    _host_rng = np.random.default_rng(value)
+    if _cupy is not None:
+        _rng = _cupy.random.RandomState(value)
+    else:
+        _rng = np.random.default_rng(None if value is None else value + 1)
+
+
+def host_rng():
+    """The NumPy generator that initializers draw from."""
+    return _host_rng
+
+
+def random(shape, dtype=np.float32):
+    """Uniform numbers in [0, 1) on the active backend."""
+    if _cupy is not None:
+        return _rng.random_sample(shape, dtype=dtype)
+    return _rng.random(shape, dtype=dtype)
+
+
+def permutation(n):
+    """A random permutation of ``range(n)`` on the active backend."""
+    return _rng.permutation(n)
+
+
+def info():
+    """The lines that ``python -m gpunn info`` prints."""
+    from gpunn import __version__
+    from gpunn.datasets.core import search_dirs
+
+    lines = [
+        f"gpunn        {__version__}",
+        f"backend      {current()}",
+        f"requested    GPUNN_BACKEND={os.environ.get('GPUNN_BACKEND', 'auto')}",
+        f"python       {sys.version.split()[0]}",
+        f"numpy        {np.__version__}",
+    ]
+    cupy, why_not = _find_cupy(device_id or 0)
+    if cupy is None:
+        lines.append(f"cupy         not usable: {why_not}")
+    else:
+        runtime = cupy.cuda.runtime.runtimeGetVersion()
+        driver = cupy.cuda.runtime.driverGetVersion()
+        lines.append(f"cupy         {cupy.__version__}")
+        lines.append(f"cuda         runtime {runtime // 1000}.{runtime % 1000 // 10}, driver {driver // 1000}.{driver % 1000 // 10}")
+        for i in range(cupy.cuda.runtime.getDeviceCount()):
+            props = cupy.cuda.runtime.getDeviceProperties(i)
+            gpu = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
+            lines.append(f"gpu {i}        {gpu}, {props['totalGlobalMem'] / 2**30:.0f} GiB, sm_{props['major']}{props['minor']}")
+    from gpunn.backend.kernels import kernel_dir
+
+    lines.append(f"kernels      {kernel_dir()}")
+    lines.append("datasets     looked for in, in order:")
+    lines.extend(f"               {d}" for d in search_dirs("<name>"))
+    return lines
+
+
+set_backend(os.environ.get("GPUNN_BACKEND", "auto"))

@@ -1,0 +1,57 @@
+"""Loading gpunn's hand-written CUDA kernels.
+
+The CUDA C sources live in ``cuda_kernels/<family>.cu`` (one file per op
+family: ``im2col.cu``, ``lstm.cu``, ``attention.cu``...). They are plain
+files, not strings inside Python, so they can be read, compiled with ``nvcc``
+by CI, and shown next to their NumPy twins.
+
+:func:`get_kernel` compiles a file with ``cupy.RawModule`` the first time one
+of its kernels is asked for, once per process and device, and hands back the
+``RawKernel``; later calls come from the cache. Nothing is compiled at import.
+"""
+
+import functools
+from pathlib import Path
+
+import gpunn.backend as backend
+
+NVRTC_OPTIONS = ("--std=c++17",)
+
+
+def kernel_dir():
+    """Where the ``.cu`` files are: the source checkout's ``cuda_kernels/``,
+    or ``gpunn/cuda_kernels/`` inside an installed wheel."""
+    package = Path(__file__).resolve().parent.parent
+    for candidate in (package.parent / "cuda_kernels", package / "cuda_kernels"):
+        if any(candidate.glob("*.cu")):
+            return candidate
+    raise FileNotFoundError(
+        f"gpunn's CUDA sources were not found in {package.parent / 'cuda_kernels'} "
+        f"nor in {package / 'cuda_kernels'}; reinstall gpunn"
+    )
+
+
+def source(family):
+    """The CUDA C source of ``cuda_kernels/<family>.cu``."""
+    path = kernel_dir() / f"{family}.cu"
+    if not path.is_file():
+        known = sorted(p.stem for p in kernel_dir().glob("*.cu"))
+        raise FileNotFoundError(f"No CUDA kernel family {family!r}; known families: {', '.join(known)}")
+    return path.read_text()
+
+
+@functools.lru_cache(maxsize=None)
+def _module(family, device_id):
+    return backend._cupy.RawModule(code=source(family), options=NVRTC_OPTIONS)
+
+
+def get_kernel(family, name):
+    """The ``extern "C"`` kernel ``name`` from ``cuda_kernels/<family>.cu``, compiled for the active GPU."""
+    if not backend.is_gpu():
+        raise RuntimeError(f"CUDA kernel {family}.{name} asked for, but the backend is {backend.name}")
+    return _module(family, backend.device_id).get_function(name)
+
+
+def grid(n, block):
+    """How many blocks of ``block`` threads cover ``n`` work items (ceil division)."""
+    return (n + block - 1) // block

@@ -1,0 +1,116 @@
+"""Callbacks: code that ``fit`` calls at the start and end of epochs and batches.
+
+A callback sees the model as ``self.model`` and the epoch's numbers in
+``logs`` (``{'loss': ..., 'accuracy': ..., 'val_loss': ...}``). Setting
+``self.model.stop_training = True`` ends training after the current epoch.
+"""
+
+import math
+
+import numpy as np
+
+
+class Callback:
+    def set_model(self, model):
+        self.model = model
+
+    def on_train_begin(self, logs=None):
+        pass
+
+    def on_train_end(self, logs=None):
+        pass
+
+    def on_epoch_begin(self, epoch, logs=None):
+        pass
+
+    def on_epoch_end(self, epoch, logs=None):
+        pass
+
+    def on_batch_end(self, batch, logs=None):
+        pass
+
+
+class History(Callback):
+    """Records every epoch's logs: ``history.history['loss']`` is the list of epoch losses.
+
+    ``fit`` always adds one and returns it, as Keras does.
+    """
+
+    def on_train_begin(self, logs=None):
+        self.epoch = getattr(self, "epoch", [])
+        self.history = getattr(self, "history", {})
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epoch.append(epoch)
+        for key, value in (logs or {}).items():
+            self.history.setdefault(key, []).append(value)
+
+
+class EarlyStopping(Callback):
+    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs.
+
+    Args:
+        monitor: a key of the logs, e.g. 'val_loss' or 'val_accuracy'.
+        mode: 'min', 'max', or 'auto' (max for accuracies, min otherwise).
+        restore_best_weights: put back the weights of the best epoch when stopping.
+    """
+
+    def __init__(self, monitor="val_loss", min_delta=0.0, patience=0, mode="auto", restore_best_weights=False):
+        if mode not in ("auto", "min", "max"):
+            raise ValueError(f"EarlyStopping: mode must be 'auto', 'min' or 'max'; received mode={mode!r}")
+        if mode == "auto":
+            mode = "max" if "acc" in monitor else "min"
+        self.monitor, self.min_delta, self.patience = monitor, abs(min_delta), patience
+        self.sign = 1 if mode == "min" else -1
+        self.restore_best_weights = restore_best_weights
+
+    def on_train_begin(self, logs=None):
+        self.best, self.wait, self.best_weights, self.stopped_epoch = math.inf, 0, None, None
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.monitor not in (logs or {}):
+            raise KeyError(f"EarlyStopping monitors '{self.monitor}', which is not among the logs: {sorted(logs or {})}")
+        value = self.sign * logs[self.monitor]
+        if value < self.best - self.min_delta:
+            self.best, self.wait = value, 0
+            if self.restore_best_weights:
+                self.best_weights = self.model.get_weights()
+            return
+        self.wait += 1
+        if self.wait > self.patience:
+            self.model.stop_training = True
+            self.stopped_epoch = epoch
+            if self.restore_best_weights and self.best_weights is not None:
+                self.model.set_weights(self.best_weights)
+
+
+class LearningRateScheduler(Callback):
+    """Sets the learning rate at the start of each epoch to ``schedule(epoch, lr)``.
+
+    Example (the course's 1 / (1 + decay_rate * epoch) decay):
+        >>> LearningRateScheduler(lambda epoch, lr: 0.1 / (1 + 1.0 * epoch))
+    """
+
+    def __init__(self, schedule):
+        self.schedule = schedule
+
+    def on_epoch_begin(self, epoch, logs=None):
+        optimizer = self.model.optimizer
+        if callable(optimizer.learning_rate):
+            raise ValueError("LearningRateScheduler cannot be combined with an optimizer whose learning_rate is "
+                             "already a schedule; give the optimizer a number")
+        optimizer.learning_rate = float(self.schedule(epoch, optimizer.current_learning_rate()))
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = self.model.optimizer.current_learning_rate()
+
+
+class TerminateOnNaN(Callback):
+    """Stop training as soon as a batch's loss is NaN or infinite."""
+
+    def on_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not np.isfinite(loss):
+            print(f"Batch {batch}: invalid loss {loss}, terminating training")
+            self.model.stop_training = True

@@ -1,0 +1,159 @@
+"""The Layer base class: the life of every gpunn layer.
+
+1. ``__init__`` checks and stores the hyper-parameters (nothing is allocated);
+2. ``build(input_shape)`` creates the weights once the input's shape is known
+   (``input_shape`` is the shape of one sample, without the batch axis);
+3. ``forward(x, training)`` computes the output and keeps in ``self`` what the
+   backward pass will need (the "cache" of the course);
+4. ``backward(dy)`` receives dL/dy, fills ``self.grads[name]`` = dL/dW for each
+   weight, and returns dL/dx for the layer below. It never modifies ``dy``.
+
+Weights are plain attributes (``self.kernel``, ``self.bias``) registered with
+:meth:`add_weight`, so an optimizer, a checkpoint or ``gradcheck`` can find
+them all through :attr:`weight_names`.
+"""
+
+import itertools
+from collections import defaultdict
+
+import numpy as np
+
+import gpunn.backend as backend
+from gpunn import initializers, regularizers
+
+_name_counters = defaultdict(itertools.count)
+
+
+def _snake_case(name):
+    return "".join("_" + c.lower() if c.isupper() and i else c.lower() for i, c in enumerate(name))
+
+
+class Layer:
+    """Base class of all layers.
+
+    Args:
+        input_shape: shape of one sample (no batch axis), for the first layer of a model.
+        name: a unique name; by default the class name in snake case plus a counter.
+        trainable: when False the optimizer leaves this layer's weights alone.
+    """
+
+    def __init__(self, input_shape=None, name=None, trainable=True):
+        if name is None:
+            base = _snake_case(type(self).__name__)
+            count = next(_name_counters[base])
+            name = base if count == 0 else f"{base}_{count}"
+        self.name = name
+        self.trainable = trainable
+        self.input_shape = None if input_shape is None else tuple(int(d) for d in np.atleast_1d(input_shape))
+        self.built = False
+        self.weight_names = []  # in creation order
+        self.trainable_names = []
+        self.regularizers = {}
+        self.grads = {}
+
+    # --- lifecycle -------------------------------------------------------------
+    def build(self, input_shape):
+        """Create the weights for samples of ``input_shape``; layers without weights need not override."""
+        self.input_shape = tuple(input_shape)
+        self.built = True
+
+    def compute_output_shape(self, input_shape):
+        """The shape of one output sample; by default the same as the input's."""
+        return tuple(input_shape)
+
+    def forward(self, x, training=False):
+        raise NotImplementedError
+
+    def backward(self, dy):
+        raise NotImplementedError
+
+    def __call__(self, x, training=False):
+        """Run the layer on a batch, building it first if needed (``layer(x)`` as in Keras)."""
+        if not self.built:
+            self.build(tuple(x.shape[1:]))
+        return self.forward(x, training=training)
+
+    # --- weights ---------------------------------------------------------------
+    def add_weight(self, name, shape, initializer="zeros", regularizer=None, trainable=True, dtype=np.float32):
+        """Create ``self.<name>`` on the active backend and register it."""
+        value = initializers.get(initializer)(shape, dtype)
+        setattr(self, name, backend.to_device(value))
+        self.weight_names.append(name)
+        if trainable:
+            self.trainable_names.append(name)
+        regularizer = regularizers.get(regularizer)
+        if regularizer is not None:
+            self.regularizers[name] = regularizer
+        return getattr(self, name)
+
+    @property
+    def trainable_weights(self):
+        """The arrays the optimizer updates (empty when ``trainable`` is False)."""
+        return [getattr(self, n) for n in self.trainable_names] if self.trainable else []
+
+    @property
+    def trainable_grads(self):
+        return [self.grads[n] for n in self.trainable_names] if self.trainable else []
+
+    def get_weights(self):
+        """All weights as NumPy arrays, in creation order."""
+        return [backend.to_numpy(getattr(self, n)) for n in self.weight_names]
+
+    def set_weights(self, weights):
+        """Replace the weights by NumPy arrays of the same shapes (as from :meth:`get_weights`)."""
+        weights = list(weights)
+        if len(weights) != len(self.weight_names):
+            raise ValueError(
+                f"Layer '{self.name}' has {len(self.weight_names)} weights {self.weight_names}; received {len(weights)} arrays"
+            )
+        for n, w in zip(self.weight_names, weights):
+            old = getattr(self, n)
+            w = np.asarray(w)
+            if w.shape != old.shape:
+                raise ValueError(f"Layer '{self.name}' weight '{n}' has shape {old.shape}; received shape {w.shape}")
+            setattr(self, n, backend.to_device(w, dtype=old.dtype))
+
+    def count_params(self):
+        return int(sum(getattr(self, n).size for n in self.weight_names))
+
+    def cast(self, dtype):
+        """Convert every weight to ``dtype`` (float64 for gradient checking)."""
+        for n in self.weight_names:
+            setattr(self, n, getattr(self, n).astype(dtype))
+        return self
+
+    # --- regularization ------------------------------------------------------
+    def regularization_loss(self):
+        """Sum of this layer's weight penalties (0 when it has none)."""
+        return sum(reg(getattr(self, n)) for n, reg in self.regularizers.items())
+
+    def add_regularization_grads(self):
+        """dW += d penalty / dW, called after backward."""
+        for n, reg in self.regularizers.items():
+            self.grads[n] = self.grads[n] + reg.gradient(getattr(self, n))
+
+    # --- configuration ---------------------------------------------------------
+    def get_config(self):
+        """The constructor arguments that rebuild this layer (JSON-friendly)."""
+        config = {"name": self.name, "trainable": self.trainable}
+        if self.input_shape is not None:
+            config["input_shape"] = list(self.input_shape)
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __repr__(self):
+        return f"<{type(self).__name__} '{self.name}'>"
+
+
+def check_rank(layer, x, rank, what):
+    """Raise a clear error unless ``x`` has ``rank`` dimensions (batch included)."""
+    if x.ndim != rank:
+        raise ValueError(f"Layer '{layer.name}' expects {rank}-D input {what}; received an array of shape {tuple(x.shape)}")
+
+
+def config_of(obj):
+    """A JSON-friendly form of an initializer/regularizer given as a name, a dict or an object."""
+    return obj if obj is None or isinstance(obj, (str, dict)) else obj.get_config()

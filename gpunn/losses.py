@@ -1,0 +1,170 @@
+"""Loss functions J(y_hat, y), averaged over the m examples of a batch.
+
+Each loss has ``forward(y_pred, y_true) -> J`` and ``backward() -> dJ/dy_pred``.
+The 1/m of the average is in that gradient, so the layers below never divide
+by m again.
+
+Cross-entropy after softmax (or sigmoid) is where naive code breaks: log(0)
+is -inf and dJ/dA = -Y/A divides by zero. The two are really one function of
+the logits Z, with a famously simple gradient::
+
+    J  = -1/m sum_i sum_k Y_ik log softmax(Z)_ik = 1/m sum_i (logsumexp(Z_i) - Z_i . Y_i)
+    dZ = (A - Y) / m
+
+so when the model ends in the matching activation, ``compile`` calls
+``forward_fused(z, a, y_true)`` instead, and the gradient goes straight to Z.
+"""
+
+import numpy as np
+
+import gpunn.backend as backend
+
+_EPS = 1e-7  # the clip Keras uses when it must take log(A) of probabilities
+
+
+class Loss:
+    name = None
+    fuses_with = None  # the output activation whose logits this loss can take
+
+    def __call__(self, y_true, y_pred):
+        """Keras-style call: the mean loss as a float."""
+        return float(self.forward(y_pred, y_true))
+
+    def forward(self, y_pred, y_true):
+        raise NotImplementedError
+
+    def backward(self):
+        raise NotImplementedError
+
+    def get_config(self):
+        return {"name": self.name}
+
+
+class MeanSquaredError(Loss):
+    """J = 1/(m k) sum (y_hat - y)^2 over m examples of k outputs;  dJ/dy_hat = 2 (y_hat - y) / (m k)."""
+
+    name = "mean_squared_error"
+
+    def forward(self, y_pred, y_true):
+        self.diff = y_pred - y_true.reshape(y_pred.shape)
+        return (self.diff * self.diff).mean()
+
+    def backward(self):
+        return (2.0 / self.diff.size) * self.diff
+
+
+class BinaryCrossentropy(Loss):
+    """J = -1/(m k) sum [y log a + (1 - y) log(1 - a)].
+
+    From the logits (fused with sigmoid) this is, without any exp overflow,
+    J = mean(max(z, 0) - z y + log(1 + e^-|z|)) and dZ = (a - y) / (m k).
+    """
+
+    name = "binary_crossentropy"
+    fuses_with = "sigmoid"
+
+    def forward(self, y_pred, y_true):
+        xp = backend.get_array_module(y_pred)
+        self.y = y_true.reshape(y_pred.shape)
+        self.a = xp.clip(y_pred, _EPS, 1 - _EPS)
+        return -(self.y * xp.log(self.a) + (1 - self.y) * xp.log(1 - self.a)).mean()
+
+    def backward(self):
+        return (self.a - self.y) / (self.a * (1 - self.a)) / self.a.size
+
+    def forward_fused(self, z, a, y_true):
+        xp = backend.get_array_module(z)
+        self.y, self.a = y_true.reshape(z.shape), a
+        return (xp.maximum(z, 0) - z * self.y + xp.log1p(xp.exp(-xp.abs(z)))).mean()
+
+    def backward_fused(self):
+        return (self.a - self.y) / self.a.size
+
+
+class CategoricalCrossentropy(Loss):
+    """J = -1/m sum_i sum_k Y_ik log A_ik, with one-hot (or soft) targets Y of shape (m, k)."""
+
+    name = "categorical_crossentropy"
+    fuses_with = "softmax"
+
+    def forward(self, y_pred, y_true):
+        xp = backend.get_array_module(y_pred)
+        self.y = y_true
+        self.a = xp.clip(y_pred, _EPS, 1.0)
+        return -(self.y * xp.log(self.a)).sum(axis=-1).mean()
+
+    def backward(self):
+        return -self.y / self.a / _batch(self.a)
+
+    def forward_fused(self, z, a, y_true):
+        self.y, self.a = y_true, a
+        return (_logsumexp(z) - (z * y_true).sum(axis=-1)).mean()
+
+    def backward_fused(self):
+        return (self.a - self.y) / _batch(self.a)
+
+
+class SparseCategoricalCrossentropy(Loss):
+    """Categorical cross-entropy with integer labels y in [0, k): J = -1/m sum_i log A_{i, y_i}."""
+
+    name = "sparse_categorical_crossentropy"
+    fuses_with = "softmax"
+
+    def forward(self, y_pred, y_true):
+        xp = backend.get_array_module(y_pred)
+        self.labels = _labels(y_true, y_pred)
+        self.a = y_pred
+        picked = xp.take_along_axis(y_pred, self.labels[..., None], axis=-1)[..., 0]
+        return -xp.log(xp.clip(picked, _EPS, 1.0)).mean()
+
+    def backward(self):
+        xp = backend.get_array_module(self.a)
+        onehot = _one_hot(self.labels, self.a)
+        return -onehot / xp.clip(self.a, _EPS, 1.0) / _batch(self.a)
+
+    def forward_fused(self, z, a, y_true):
+        xp = backend.get_array_module(z)
+        self.labels, self.a = _labels(y_true, z), a
+        picked = xp.take_along_axis(z, self.labels[..., None], axis=-1)[..., 0]
+        return (_logsumexp(z) - picked).mean()
+
+    def backward_fused(self):
+        return (self.a - _one_hot(self.labels, self.a)) / _batch(self.a)
+
+
+def _batch(a):
+    """m: the number of examples (every axis but the class axis)."""
+    return a.size // a.shape[-1]
+
+
+def _labels(y_true, y_pred):
+    return y_true.reshape(y_pred.shape[:-1]).astype(np.int64, copy=False)
+
+
+def _one_hot(labels, like):
+    xp = backend.get_array_module(like)
+    return (labels[..., None] == xp.arange(like.shape[-1])).astype(like.dtype)
+
+
+def _logsumexp(z):
+    xp = backend.get_array_module(z)
+    zmax = z.max(axis=-1, keepdims=True)
+    return xp.log(xp.exp(z - zmax).sum(axis=-1)) + zmax[..., 0]
+
+
+ALIASES = {"mse": "mean_squared_error"}
+LOSSES = {cls.name: cls for cls in (MeanSquaredError, BinaryCrossentropy, CategoricalCrossentropy,
+                                    SparseCategoricalCrossentropy)}
+
+
+def get(identifier):
+    """A loss from a name ('categorical_crossentropy', 'mse'), a config dict, or an instance."""
+    if isinstance(identifier, Loss):
+        return identifier
+    if isinstance(identifier, dict):
+        identifier = identifier.get("name")
+    if isinstance(identifier, str):
+        key = ALIASES.get(identifier.lower(), identifier.lower())
+        if key in LOSSES:
+            return LOSSES[key]()
+    raise ValueError(f"Unknown loss {identifier!r}; valid losses are: {', '.join(list(LOSSES) + list(ALIASES))}")

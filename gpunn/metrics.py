@@ -1,0 +1,76 @@
+"""Metrics: numbers to watch while training, not to differentiate.
+
+A metric here returns the *count* of correct predictions in a batch as an
+array on the device; the training loop adds counts up and divides once per
+report, so nothing is copied to the host on every batch.
+
+``'accuracy'`` (or ``'acc'``) is resolved like Keras does, from the loss:
+binary cross-entropy -> binary accuracy (threshold 0.5); categorical ->
+arg-max of prediction == arg-max of the target; sparse categorical ->
+arg-max == the integer label. With another loss, one output means binary and
+several mean categorical.
+"""
+
+import numpy as np
+
+
+class Metric:
+    name = None
+
+    def count(self, y_pred, y_true):
+        """How many examples of the batch are right (a 0-d array)."""
+        raise NotImplementedError
+
+
+class BinaryAccuracy(Metric):
+    name = "binary_accuracy"
+
+    def __init__(self, threshold=0.5):
+        self.threshold = threshold
+
+    def count(self, y_pred, y_true):
+        right = (y_pred > self.threshold) == (y_true.reshape(y_pred.shape) > 0.5)
+        return right.mean(axis=-1).sum() if right.ndim > 1 else right.sum()
+
+
+class CategoricalAccuracy(Metric):
+    name = "categorical_accuracy"
+
+    def count(self, y_pred, y_true):
+        return (y_pred.argmax(axis=-1) == y_true.argmax(axis=-1)).sum()
+
+
+class SparseCategoricalAccuracy(Metric):
+    name = "sparse_categorical_accuracy"
+
+    def count(self, y_pred, y_true):
+        return (y_pred.argmax(axis=-1) == y_true.reshape(y_pred.shape[:-1]).astype(np.int64)).sum()
+
+
+METRICS = {cls.name: cls for cls in (BinaryAccuracy, CategoricalAccuracy, SparseCategoricalAccuracy)}
+
+
+def get(identifier, loss, output_shape):
+    """The metric object for ``identifier``; 'accuracy' is chosen from the loss.
+
+    Returns (display name, metric). The display name is the one the user wrote
+    ('accuracy' stays 'accuracy' in the progress bar and History).
+    """
+    if isinstance(identifier, Metric):
+        return identifier.name, identifier
+    if isinstance(identifier, str):
+        key = identifier.lower()
+        if key in ("accuracy", "acc"):
+            if loss.name == "binary_crossentropy" or (loss.name not in METRICS_FOR_LOSS and output_shape[-1] == 1):
+                return key, BinaryAccuracy()
+            return key, METRICS[METRICS_FOR_LOSS.get(loss.name, "categorical_accuracy")]()
+        if key in METRICS:
+            return key, METRICS[key]()
+    raise ValueError(f"Unknown metric {identifier!r}; valid metrics are: accuracy, acc, {', '.join(METRICS)}")
+
+
+METRICS_FOR_LOSS = {
+    "binary_crossentropy": "binary_accuracy",
+    "categorical_crossentropy": "categorical_accuracy",
+    "sparse_categorical_crossentropy": "sparse_categorical_accuracy",
+}

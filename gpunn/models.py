@@ -1,0 +1,430 @@
+"""Sequential: a stack of layers, trained with mini-batch gradient descent.
+
+One training step is the course's loop, written out in :meth:`Sequential.train_step`::
+
+    A = forward(X)                  # each layer caches what it needs
+    J = loss(A, Y)                  # + the weight penalties
+    dA = dJ/dA                      # the loss's gradient (1/m inside)
+    backward(dA)                    # each layer fills its grads and passes dX down
+    optimizer.apply(W, dW)          # W <- W - lr * (something built from dW)
+
+``fit`` runs that step over shuffled mini-batches for a number of epochs. The
+data is moved to the device once, before the first epoch, and stays there;
+losses and accuracies are summed on the device and read back only when the
+progress bar is redrawn, so a GPU is never kept waiting for Python.
+"""
+
+import sys
+import time
+import warnings
+
+import numpy as np
+from tqdm.auto import tqdm
+
+import gpunn.backend as backend
+from gpunn import losses as losses_module
+from gpunn import metrics as metrics_module
+from gpunn import optimizers as optimizers_module
+from gpunn.callbacks import Callback, History
+from gpunn.layers.base import Layer
+from gpunn.utils.data import batch_slices
+
+
+class Sequential:
+    """A linear stack of layers.
+
+    Example:
+        >>> model = Sequential()
+        >>> model.add(Dense(64, activation="relu", input_shape=(784,)))
+        >>> model.add(Dense(10, activation="softmax"))
+        >>> model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        >>> history = model.fit(x_train, y_train, batch_size=128, epochs=5, validation_split=0.1)
+    """
+
+    def __init__(self, layers=None, name="sequential"):
+        self.name = name
+        self.layers = []
+        self.built = False
+        self.optimizer = None
+        self.loss = None
+        self.metrics = []
+        self.stop_training = False
+        self._fused_activation = None
+        for layer in layers or []:
+            self.add(layer)
+
+    # --- building --------------------------------------------------------------
+    def add(self, layer):
+        if not isinstance(layer, Layer):
+            raise TypeError(f"Sequential.add expects a gpunn layer; received {layer!r}")
+        if any(existing.name == layer.name for existing in self.layers):
+            raise ValueError(f"Sequential '{self.name}' already has a layer named '{layer.name}'; layer names must be unique")
+        self.layers.append(layer)
+        self.built = False
+
+    def build(self, input_shape=None):
+        """Create every layer's weights, inferring each layer's input shape from the one before."""
+        if not self.layers:
+            raise ValueError(f"Sequential '{self.name}' has no layers; add some before building or training it")
+        shape = input_shape or self.layers[0].input_shape
+        if shape is None:
+            raise ValueError(f"Sequential '{self.name}' does not know its input shape: give the first layer "
+                             f"input_shape=... or call fit/predict, which infer it from the data")
+        self.input_shape = tuple(shape)
+        for layer in self.layers:
+            if not layer.built:
+                layer.build(shape)
+            elif tuple(layer.input_shape) != tuple(shape):
+                raise ValueError(f"Layer '{layer.name}' was built for samples of shape {layer.input_shape} "
+                                 f"but receives samples of shape {tuple(shape)}")
+            shape = layer.compute_output_shape(shape)
+        self.output_shape = tuple(shape)
+        self.built = True
+        if self.loss is not None:
+            self._resolve_metrics()
+
+    # --- forward and backward ------------------------------------------------------
+    def forward(self, x, training=False):
+        for layer in self.layers:
+            x = layer.forward(x, training=training)
+        return x
+
+    def backward(self, dy):
+        for layer in reversed(self.layers):
+            dy = layer.backward(dy)
+        for layer in self.layers:
+            layer.add_regularization_grads()
+        return dy
+
+    def trainable_weights(self):
+        return [w for layer in self.layers for w in layer.trainable_weights]
+
+    def trainable_grads(self):
+        return [g for layer in self.layers for g in layer.trainable_grads]
+
+    # --- compiling -------------------------------------------------------------
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None):
+        """Choose the optimizer, the loss and the metrics to report.
+
+        When the last layer's activation is softmax (or sigmoid) and the loss is the
+        matching cross-entropy, the two are fused: the loss is computed from the
+        logits and its gradient dZ = (A - Y) / m goes straight to the last layer.
+        """
+        if loss is None:
+            raise ValueError("compile needs a loss, e.g. loss='categorical_crossentropy'; valid losses are: "
+                             + ", ".join(losses_module.LOSSES))
+        self.optimizer = optimizers_module.get(optimizer)
+        self.loss = losses_module.get(loss)
+        self._metric_specs = list(metrics or [])
+        for name in self._metric_specs:  # an unknown name fails here, not mid-training
+            metrics_module.get(name, self.loss, (2,))
+        if self._fused_activation is not None:
+            self._fused_activation.fused = False
+        self._fused_activation = None
+        last = getattr(self.layers[-1], "activation", None) if self.layers else None
+        if last is not None and last.name == self.loss.fuses_with:
+            last.fused = True
+            self._fused_activation = last
+        self.metrics = []
+        if self.built:
+            self._resolve_metrics()
+
+    def _resolve_metrics(self):
+        self.metrics = [metrics_module.get(m, self.loss, self.output_shape) for m in self._metric_specs]
+
+    def compute_loss(self, y_pred, y_true):
+        """J = data loss + weight penalties (a 0-d device array)."""
+        act = self._fused_activation
+        if act is not None:
+            loss = self.loss.forward_fused(act.z, y_pred, y_true)
+        else:
+            loss = self.loss.forward(y_pred, y_true)
+        for layer in self.layers:
+            if layer.regularizers:
+                loss = loss + layer.regularization_loss()
+        return loss
+
+    def loss_gradient(self):
+        """dJ/dA of the last layer's output -- or dJ/dZ when the activation is fused."""
+        return self.loss.backward_fused() if self._fused_activation is not None else self.loss.backward()
+
+    def train_step(self, x, y):
+        """One step of gradient descent on a batch; returns the loss and the predictions."""
+        y_pred = self.forward(x, training=True)
+        loss = self.compute_loss(y_pred, y)
+        self.backward(self.loss_gradient())
+        self.optimizer.apply(self.trainable_weights(), self.trainable_grads())
+        return loss, y_pred
+
+    # --- training and inference -------------------------------------------------------
+    def fit(self, x=None, y=None, batch_size=32, epochs=1, verbose=1, callbacks=None, validation_split=0.0,
+            validation_data=None, shuffle=True, initial_epoch=0, **kwargs):
+        """Train for ``epochs`` epochs of mini-batch gradient descent; returns a :class:`History`."""
+        if "nb_epoch" in kwargs:
+            warnings.warn("fit(nb_epoch=...) is the old Keras 1 spelling; use epochs=...", DeprecationWarning, stacklevel=2)
+            epochs = kwargs.pop("nb_epoch")
+        if kwargs:
+            raise TypeError(f"fit() got unexpected keyword arguments: {', '.join(kwargs)}")
+        self._check_compiled("fit")
+        _check_positive_int("batch_size", batch_size, minimum=1)
+        _check_positive_int("epochs", epochs, minimum=0)
+        if not 0 <= validation_split < 1:
+            raise ValueError(f"validation_split must be in [0, 1); received validation_split={validation_split!r}")
+        x, y = self._check_data(x, y)
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                raise ValueError("validation_data must be (x_val, y_val) as a tuple or a list of two arrays")
+            x_val, y_val = self._check_data(*validation_data, what="validation_data")
+        elif validation_split:
+            split = int(len(x) * (1 - validation_split))
+            if split == 0 or split == len(x):
+                raise ValueError(f"validation_split={validation_split} leaves no samples for training or validation "
+                                 f"out of {len(x)}")
+            x, y, x_val, y_val = x[:split], y[:split], x[split:], y[split:]
+        else:
+            x_val = y_val = None
+
+        x, y = backend.to_device(x), backend.to_device(y)
+        if x_val is not None:
+            x_val, y_val = backend.to_device(x_val), backend.to_device(y_val)
+        history = History()
+        callbacks = list(callbacks or []) + [history]  # last, so it records what the others add to the logs
+        for cb in callbacks:
+            if not isinstance(cb, Callback):
+                raise TypeError(f"callbacks must be gpunn.callbacks.Callback objects; received {cb!r}")
+            cb.set_model(self)
+            cb.on_train_begin()
+        self.stop_training = False
+
+        n = len(x)
+        for epoch in range(initial_epoch, epochs):
+            for cb in callbacks:
+                cb.on_epoch_begin(epoch)
+            order = backend.permutation(n) if shuffle else None
+            totals = _Totals(self)
+            progress = _Progress(verbose, n, f"Epoch {epoch + 1}/{epochs}")
+            for batch, s in enumerate(batch_slices(n, batch_size)):
+                xb, yb = (x[order[s]], y[order[s]]) if shuffle else (x[s], y[s])
+                loss, y_pred = self.train_step(xb, yb)
+                totals.add(loss, y_pred, yb)
+                for cb in callbacks:
+                    cb.on_batch_end(batch, {"batch": batch, "size": len(xb), "loss": loss})
+                progress.update(len(xb), totals)
+            logs = totals.result()
+            if x_val is not None:
+                logs.update({f"val_{k}": v for k, v in self._evaluate_on_device(x_val, y_val, batch_size).items()})
+            progress.close(logs)
+            for cb in callbacks:
+                cb.on_epoch_end(epoch, logs)
+            if self.stop_training:
+                break
+        for cb in callbacks:
+            cb.on_train_end()
+        return history
+
+    def evaluate(self, x, y, batch_size=32, verbose=0):
+        """The loss and metrics on (x, y): ``[loss, metric_1, ...]``."""
+        self._check_compiled("evaluate")
+        _check_positive_int("batch_size", batch_size, minimum=1)
+        x, y = self._check_data(x, y)
+        logs = self._evaluate_on_device(backend.to_device(x), backend.to_device(y), batch_size)
+        if verbose:
+            print(" - ".join(f"{k}: {v:.4f}" for k, v in logs.items()))
+        return list(logs.values())
+
+    def _evaluate_on_device(self, x, y, batch_size):
+        totals = _Totals(self)
+        for s in batch_slices(len(x), batch_size):
+            y_pred = self.forward(x[s], training=False)
+            totals.add(self.compute_loss(y_pred, y[s]), y_pred, y[s])
+        return totals.result()
+
+    def predict(self, x, batch_size=32, verbose=0):
+        """The model's outputs for ``x``, as a NumPy array whatever the backend."""
+        _check_positive_int("batch_size", batch_size, minimum=1)
+        x, _ = self._check_data(x, None)
+        x = backend.to_device(x)
+        outputs = [self.forward(x[s], training=False) for s in batch_slices(len(x), batch_size)]
+        return backend.to_numpy(backend.xp.concatenate(outputs)) if outputs else np.zeros((0,) + self.output_shape,
+                                                                                            dtype=np.float32)
+
+    # --- input checks --------------------------------------------------------------
+    def _check_compiled(self, what):
+        if self.optimizer is None or self.loss is None:
+            raise RuntimeError(f"Call model.compile(optimizer=..., loss=...) before model.{what}()")
+
+    def _check_data(self, x, y, what="x"):
+        """Validate and convert the arrays before any work is done; build the model if needed."""
+        if x is None:
+            raise ValueError(f"{what}: no input data was given")
+        x = _as_float_array(x, what)
+        if x.ndim < 2:
+            raise ValueError(f"{what}: expected a batch of samples with shape (samples, ...); received shape {x.shape}")
+        if not self.built:
+            self.build(self.layers[0].input_shape if self.layers and self.layers[0].input_shape else x.shape[1:])
+        first = self.layers[0]
+        if tuple(x.shape[1:]) != self.input_shape:
+            hint = ""
+            if len(self.input_shape) == 3 and x.ndim == 4 and x.shape[-1] == self.input_shape[0]:
+                hint = (" gpunn is channels-first (N, C, H, W); this looks channels-last (N, H, W, C): "
+                        "use x.transpose(0, 3, 1, 2)")
+            raise ValueError(f"Layer '{first.name}' expects samples of shape {self.input_shape}; received {what} "
+                             f"with samples of shape {tuple(x.shape[1:])} (array shape {x.shape}).{hint}")
+        if y is None:
+            return x, None
+        y = np.asarray(y) if backend.get_array_module(y) is np else y
+        if len(y) != len(x):
+            raise ValueError(f"{what}: x has {len(x)} samples but y has {len(y)}; they must have the same length")
+        return x, self._check_targets(y, what)
+
+    def _check_targets(self, y, what):
+        xp = backend.get_array_module(y)
+        k = self.output_shape[-1]
+        name = self.loss.name
+        if y.dtype.kind == "f" and not bool(xp.isfinite(y).all()):
+            raise ValueError(f"{what}: y contains NaN or infinite values")
+        if name == "sparse_categorical_crossentropy":
+            if y.dtype.kind == "f" and not bool((y == xp.round(y)).all()):
+                raise ValueError(f"{what}: loss '{name}' takes integer class labels; y holds non-integers "
+                                 f"(one-hot targets go with loss='categorical_crossentropy')")
+            if y.size != len(y) * int(np.prod(self.output_shape[:-1])):
+                raise ValueError(f"{what}: loss '{name}' expects one integer label per sample of shape "
+                                 f"{self.output_shape[:-1]}; received y of shape {y.shape}")
+            lo, hi = int(y.min()), int(y.max())
+            if lo < 0 or hi >= k:
+                raise ValueError(f"{what}: labels must be in [0, {k}) for loss '{name}' on a model with {k} outputs; "
+                                 f"received labels from {lo} to {hi}")
+            return y.astype(np.int64, copy=False)
+        if name == "categorical_crossentropy" and tuple(y.shape[1:]) != self.output_shape:
+            hint = " (integer labels: use loss='sparse_categorical_crossentropy' or gpunn.utils.to_categorical)" \
+                if y.ndim == 1 else ""
+            raise ValueError(f"{what}: loss '{name}' expects one-hot targets of shape (samples, {k}) to match the "
+                             f"model's output {self.output_shape}; received y of shape {y.shape}{hint}")
+        if y[0].size != int(np.prod(self.output_shape)):
+            raise ValueError(f"{what}: the model's output has shape {self.output_shape} but y has samples of shape "
+                             f"{tuple(y.shape[1:])}")
+        if name == "binary_crossentropy" and (float(y.min()) < 0 or float(y.max()) > 1):
+            raise ValueError(f"{what}: loss '{name}' expects targets in [0, 1]; received values from "
+                             f"{float(y.min())} to {float(y.max())}")
+        return y.astype(np.float32 if xp is np else y.dtype, copy=False)
+
+    # --- weights and description --------------------------------------------------------
+    def get_weights(self):
+        return [w for layer in self.layers for w in layer.get_weights()]
+
+    def set_weights(self, weights):
+        weights = list(weights)
+        expected = sum(len(layer.weight_names) for layer in self.layers)
+        if len(weights) != expected:
+            raise ValueError(f"Sequential '{self.name}' has {expected} weight arrays; received {len(weights)}")
+        for layer in self.layers:
+            k = len(layer.weight_names)
+            layer.set_weights(weights[:k])
+            weights = weights[k:]
+
+    def count_params(self):
+        return sum(layer.count_params() for layer in self.layers)
+
+    def cast(self, dtype):
+        """Convert every weight to ``dtype`` (float64 for gradient checking)."""
+        for layer in self.layers:
+            layer.cast(dtype)
+        return self
+
+    def summary(self, print_fn=print):
+        """Print a table of the layers, their output shapes and parameter counts."""
+        if not self.built:
+            self.build()
+        rows = [("Layer (type)", "Output Shape", "Param #")]
+        shape = self.input_shape
+        for layer in self.layers:
+            shape = layer.compute_output_shape(shape)
+            rows.append((f"{layer.name} ({type(layer).__name__})", str((None,) + tuple(shape)), f"{layer.count_params():,}"))
+        widths = [max(len(r[i]) for r in rows) + 3 for i in range(3)]
+        line = "_" * sum(widths)
+        trainable = sum(int(w.size) for w in self.trainable_weights())
+        print_fn(f'Model: "{self.name}"')
+        print_fn(line)
+        for i, row in enumerate(rows):
+            print_fn("".join(cell.ljust(w) for cell, w in zip(row, widths)))
+            print_fn("=" * len(line) if i in (0, len(rows) - 1) else "")
+        total = self.count_params()
+        print_fn(f"Total params: {total:,}")
+        print_fn(f"Trainable params: {trainable:,}")
+        print_fn(f"Non-trainable params: {total - trainable:,}")
+        print_fn(line)
+
+
+class _Totals:
+    """Running sums of the loss and metric counts over an epoch, kept on the device."""
+
+    def __init__(self, model):
+        self.model, self.n, self.loss, self.counts = model, 0, 0.0, [0] * len(model.metrics)
+
+    def add(self, loss, y_pred, y_true):
+        m = len(y_pred)
+        self.n += m
+        self.loss = self.loss + loss * m
+        for i, (_, metric) in enumerate(self.model.metrics):
+            self.counts[i] = self.counts[i] + metric.count(y_pred, y_true)
+
+    def result(self):
+        """{'loss': ..., 'accuracy': ...} as Python floats (one device-to-host copy)."""
+        values = backend.to_numpy(backend.xp.stack([backend.xp.asarray(v, dtype=np.float64)
+                                                    for v in [self.loss, *self.counts]])) / max(self.n, 1)
+        names = ["loss"] + [name for name, _ in self.model.metrics]
+        return {name: float(v) for name, v in zip(names, values)}
+
+
+class _Progress:
+    """The per-epoch progress bar (tqdm): samples done, elapsed time, loss and metrics.
+
+    verbose=0: silent; 1: a bar redrawn at most a few times a second; 2: one line per epoch.
+    """
+
+    REFRESH_SECONDS = 0.5
+
+    def __init__(self, verbose, total, description):
+        self.verbose, self.description, self.start = verbose, description, time.perf_counter()
+        self.bar = tqdm(total=total, desc=description, unit="sample", file=sys.stdout, leave=True,
+                        dynamic_ncols=True) if verbose == 1 else None
+        self.last_refresh = self.start
+
+    def update(self, n, totals):
+        if self.bar is None:
+            return
+        self.bar.update(n)
+        now = time.perf_counter()
+        if now - self.last_refresh >= self.REFRESH_SECONDS:
+            self.bar.set_postfix(_format(totals.result()), refresh=False)
+            self.last_refresh = now
+
+    def close(self, logs):
+        if self.bar is not None:
+            self.bar.set_postfix(_format(logs), refresh=False)
+            self.bar.close()
+        elif self.verbose == 2:
+            elapsed = time.perf_counter() - self.start
+            print(f"{self.description} - {elapsed:.1f}s - " + " - ".join(f"{k}: {v:.4f}" for k, v in logs.items()))
+
+
+def _format(logs):
+    return {k: f"{v:.4f}" for k, v in logs.items()}
+
+
+def _as_float_array(x, what):
+    """x as a float32 array (NumPy or CuPy), refusing NaN and infinities."""
+    xp = backend.get_array_module(x)
+    x = xp.asarray(x)
+    if x.dtype.kind not in "fiub":
+        raise ValueError(f"{what}: expected a numeric array; received dtype {x.dtype}")
+    if x.dtype.kind == "f":
+        bad = int((~xp.isfinite(x)).sum())
+        if bad:
+            raise ValueError(f"{what}: the input holds {bad} NaN or infinite values; clean or impute them before training")
+    return x.astype(np.float32, copy=False)
+
+
+def _check_positive_int(name, value, minimum):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}; received {name}={value!r}")

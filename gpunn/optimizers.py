@@ -1,0 +1,197 @@
+"""Optimizers: how the gradients dW move the weights W.
+
+Every optimizer updates the weights *in place*; its running averages (the
+"slots": velocity, squared-gradient average...) are created on the first step
+with the weights' shapes and kept in ``self.slots[i]`` for weight number i.
+
+The equations, with g = dW and lr = learning rate at this step:
+
+- SGD:       W -= lr g
+  momentum:  v = momentum v - lr g;  W += v
+  Nesterov:  v = momentum v - lr g;  W += momentum v - lr g
+- Adagrad:   s += g^2;                            W -= lr g / (sqrt(s) + eps)
+- RMSprop:   s = rho s + (1 - rho) g^2;           W -= lr g / (sqrt(s) + eps)
+- Adam:      m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
+             m_hat = m / (1 - b1^t);  v_hat = v / (1 - b2^t)   (bias correction, t = step number from 1)
+             W -= lr m_hat / (sqrt(v_hat) + eps)
+
+The course writes momentum as v = beta v + (1 - beta) dW, W -= alpha v: the
+same method with the learning rate scaled by (1 - beta).
+
+Gradient clipping (the course's remedy for exploding gradients) happens
+before the update: ``clipvalue`` clips each element to [-c, c]; ``clipnorm``
+rescales each weight's gradient whose L2 norm exceeds c to norm c;
+``global_clipnorm`` does the same with the norm of all gradients together.
+"""
+
+import gpunn.backend as backend
+from gpunn import schedules
+
+
+class Optimizer:
+    name = None
+
+    def __init__(self, learning_rate=0.001, clipnorm=None, clipvalue=None, global_clipnorm=None):
+        if not callable(learning_rate) and not (isinstance(learning_rate, (int, float)) and learning_rate > 0):
+            raise ValueError(f"{type(self).__name__}: learning_rate must be a positive number or a schedule; "
+                             f"received learning_rate={learning_rate!r}")
+        for arg, value in (("clipnorm", clipnorm), ("clipvalue", clipvalue), ("global_clipnorm", global_clipnorm)):
+            if value is not None and value <= 0:
+                raise ValueError(f"{type(self).__name__}: {arg} must be positive; received {arg}={value!r}")
+        self.learning_rate = learning_rate
+        self.clipnorm, self.clipvalue, self.global_clipnorm = clipnorm, clipvalue, global_clipnorm
+        self.iterations = 0
+        self.slots = {}
+
+    def current_learning_rate(self):
+        """The rate of the coming step: a constant, or the schedule evaluated at ``iterations``."""
+        lr = self.learning_rate
+        return float(lr(self.iterations)) if callable(lr) else float(lr)
+
+    def apply(self, weights, grads):
+        """One step: update each array of ``weights`` in place from ``grads``."""
+        grads = self.clip(grads)
+        lr = self.current_learning_rate()
+        self.iterations += 1
+        for i, (w, g) in enumerate(zip(weights, grads)):
+            if i not in self.slots:
+                self.slots[i] = self.create_slots(w)
+            self.update(w, g, self.slots[i], lr)
+
+    def clip(self, grads):
+        xp = backend.xp
+        if self.clipvalue is not None:
+            grads = [xp.clip(g, -self.clipvalue, self.clipvalue) for g in grads]
+        if self.clipnorm is not None:
+            grads = [g * _shrink(xp.sqrt((g * g).sum()), self.clipnorm) for g in grads]
+        if self.global_clipnorm is not None:
+            norm = xp.sqrt(sum((g * g).sum() for g in grads))
+            grads = [g * _shrink(norm, self.global_clipnorm) for g in grads]
+        return grads
+
+    def create_slots(self, w):
+        """The running averages for one weight (none for plain SGD)."""
+        return {}
+
+    def update(self, w, g, slots, lr):
+        raise NotImplementedError
+
+    def get_config(self):
+        lr = self.learning_rate
+        return {"name": self.name, "learning_rate": lr.get_config() if callable(lr) else lr,
+                "clipnorm": self.clipnorm, "clipvalue": self.clipvalue, "global_clipnorm": self.global_clipnorm}
+
+
+def _shrink(norm, max_norm):
+    """max_norm / norm where the norm is too large, else 1 (stays on the device)."""
+    xp = backend.get_array_module(norm)
+    return xp.minimum(1.0, max_norm / xp.maximum(norm, 1e-12)).astype(norm.dtype)
+
+
+class SGD(Optimizer):
+    name = "sgd"
+
+    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        if not 0 <= momentum < 1:
+            raise ValueError(f"SGD: momentum must be in [0, 1); received momentum={momentum!r}")
+        self.momentum, self.nesterov = float(momentum), nesterov
+
+    def create_slots(self, w):
+        return {"velocity": backend.xp.zeros_like(w)} if self.momentum else {}
+
+    def update(self, w, g, slots, lr):
+        if not self.momentum:
+            w -= lr * g
+            return
+        v = slots["velocity"]
+        v *= self.momentum
+        v -= lr * g
+        if self.nesterov:
+            w += self.momentum * v - lr * g
+        else:
+            w += v
+
+    def get_config(self):
+        return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
+
+
+class Adagrad(Optimizer):
+    name = "adagrad"
+
+    def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        self.initial_accumulator_value, self.epsilon = float(initial_accumulator_value), float(epsilon)
+
+    def create_slots(self, w):
+        return {"accumulator": backend.xp.full_like(w, self.initial_accumulator_value)}
+
+    def update(self, w, g, slots, lr):
+        s = slots["accumulator"]
+        s += g * g
+        w -= lr * g / (backend.xp.sqrt(s) + self.epsilon)
+
+    def get_config(self):
+        return {**super().get_config(), "initial_accumulator_value": self.initial_accumulator_value,
+                "epsilon": self.epsilon}
+
+
+class RMSprop(Optimizer):
+    name = "rmsprop"
+
+    def __init__(self, learning_rate=0.001, rho=0.9, epsilon=1e-7, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        self.rho, self.epsilon = float(rho), float(epsilon)
+
+    def create_slots(self, w):
+        return {"mean_square": backend.xp.zeros_like(w)}
+
+    def update(self, w, g, slots, lr):
+        s = slots["mean_square"]
+        s *= self.rho
+        s += (1 - self.rho) * g * g
+        w -= lr * g / (backend.xp.sqrt(s) + self.epsilon)
+
+    def get_config(self):
+        return {**super().get_config(), "rho": self.rho, "epsilon": self.epsilon}
+
+
+class Adam(Optimizer):
+    name = "adam"
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
+
+    def create_slots(self, w):
+        return {"m": backend.xp.zeros_like(w), "v": backend.xp.zeros_like(w)}
+
+    def update(self, w, g, slots, lr):
+        m, v, t = slots["m"], slots["v"], self.iterations
+        m *= self.beta_1
+        m += (1 - self.beta_1) * g
+        v *= self.beta_2
+        v += (1 - self.beta_2) * g * g
+        m_hat = m / (1 - self.beta_1 ** t)
+        v_hat = v / (1 - self.beta_2 ** t)
+        w -= lr * m_hat / (backend.xp.sqrt(v_hat) + self.epsilon)
+
+    def get_config(self):
+        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}
+
+
+OPTIMIZERS = {cls.name: cls for cls in (SGD, Adagrad, RMSprop, Adam)}
+
+
+def get(identifier):
+    """An optimizer from a name ('adam'), a config dict, or an instance."""
+    if isinstance(identifier, Optimizer):
+        return identifier
+    if isinstance(identifier, str):
+        identifier = {"name": identifier.lower()}
+    if isinstance(identifier, dict) and identifier.get("name") in OPTIMIZERS:
+        config = dict(identifier)
+        if isinstance(config.get("learning_rate"), dict):
+            config["learning_rate"] = schedules.get(config["learning_rate"])
+        return OPTIMIZERS[config.pop("name")](**config)
+    raise ValueError(f"Unknown optimizer {identifier!r}; valid optimizers are: {', '.join(OPTIMIZERS)}")

@@ -1,0 +1,131 @@
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import gpunn.backend as backend
+from gpunn.backend import kernels
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_python(code, env_extra, tmp_path=None, fake_cupy=None):
+    """Run ``code`` in a fresh interpreter (GPUNN_BACKEND is read at import)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GPUNN_")}
+    env.update(env_extra)
+    paths = [str(ROOT)]
+    if fake_cupy is not None:
+        pkg = tmp_path / "cupy"
+        pkg.mkdir()
+        (pkg / "__init__.py").write_text(textwrap.dedent(fake_cupy))
+        paths.insert(0, str(tmp_path))
+    env["PYTHONPATH"] = os.pathsep.join(paths)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+
+
+NO_DEVICE_CUPY = """
+    class _Runtime:
+        @staticmethod
+        def getDeviceCount():
+            raise RuntimeError("cudaErrorInsufficientDriver: CUDA driver version is insufficient")
+    class cuda:
+        runtime = _Runtime
+"""
+
+
+def test_numpy_backend_by_env():
+    out = run_python("import gpunn; print(gpunn.backend.name, gpunn.backend.xp.__name__)", {"GPUNN_BACKEND": "numpy"})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["numpy", "numpy"]
+    assert out.stderr == ""  # an explicit choice is not announced
+
+
+def test_auto_without_cupy_falls_back_and_says_why_once(tmp_path):
+    code = "import sys; sys.modules['cupy'] = None\nimport gpunn; print(gpunn.backend.name)"
+    out = run_python(code, {"GPUNN_BACKEND": "auto"})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "numpy"
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "CuPy is not installed" in lines[0]
+
+
+def test_auto_with_cupy_but_no_device_falls_back(tmp_path):
+    out = run_python("import gpunn; print(gpunn.backend.name)", {}, tmp_path, fake_cupy=NO_DEVICE_CUPY)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "numpy"
+    assert "driver" in out.stderr
+
+
+def test_cupy_requested_but_unusable_names_reason_and_fix(tmp_path):
+    out = run_python("import gpunn", {"GPUNN_BACKEND": "cupy"}, tmp_path, fake_cupy=NO_DEVICE_CUPY)
+    assert out.returncode != 0
+    assert "BackendError" in out.stderr and "insufficient" in out.stderr and "gpunn[cuda13]" in out.stderr
+
+
+def test_unknown_backend_lists_valid_ones():
+    out = run_python("import gpunn", {"GPUNN_BACKEND": "tpu"})
+    assert out.returncode != 0
+    assert "ValueError" in out.stderr and "auto, numpy, cupy" in out.stderr
+
+
+def test_set_backend_at_run_time(monkeypatch):
+    monkeypatch.setitem(sys.modules, "cupy", None)
+    with pytest.raises(backend.BackendError, match="CuPy is not installed"):
+        backend.set_backend("cupy")
+    with pytest.raises(ValueError, match="valid backends"):
+        backend.set_backend("torch")
+    assert backend.set_backend("NumPy").name == "numpy"
+    assert str(backend.current()) == "numpy (CPU)"
+
+
+def test_bad_device_index():
+    with pytest.raises(ValueError, match="GPUNN_DEVICE"):
+        backend.set_backend("numpy", device="first")
+
+
+def test_array_helpers_on_numpy():
+    a = backend.to_device([[1, 2]], dtype=np.float32)
+    assert backend.get_array_module(a) is np
+    assert isinstance(backend.to_numpy(a), np.ndarray)
+    backend.synchronize()
+    backend.seed(3)
+    r1, p1 = backend.random((4,)), backend.permutation(5)
+    backend.seed(3)
+    np.testing.assert_array_equal(r1, backend.random((4,)))
+    np.testing.assert_array_equal(p1, backend.permutation(5))
+    assert r1.dtype == np.float32 and sorted(p1) == list(range(5))
+
+
+def test_info_command():
+    out = subprocess.run([sys.executable, "-m", "gpunn", "info"], capture_output=True, text=True, cwd=ROOT,
+                         env={**os.environ, "GPUNN_BACKEND": "numpy", "GPUNN_DATA_DIR": "/data/here"}, timeout=120)
+    assert out.returncode == 0, out.stderr
+    for word in ("backend      numpy (CPU)", "numpy", "cupy", "kernels", "/data/here/<name>"):
+        assert word in out.stdout
+
+
+def test_kernel_sources_found_and_named():
+    families = sorted(p.stem for p in kernels.kernel_dir().glob("*.cu"))
+    assert families, "cuda_kernels/ holds no .cu file"
+    assert "extern \"C\"" in kernels.source(families[0])
+    with pytest.raises(FileNotFoundError, match="known families"):
+        kernels.source("no_such_family")
+    with pytest.raises(RuntimeError, match="backend is numpy"):
+        kernels.get_kernel(families[0], "anything")
+
+
+def test_wheel_ships_the_cuda_sources(tmp_path):
+    pytest.importorskip("build")
+    out = subprocess.run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(tmp_path), str(ROOT)],
+                         capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    import zipfile
+
+    (wheel,) = tmp_path.glob("gpunn-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    expected = {f"gpunn/cuda_kernels/{p.name}" for p in (ROOT / "cuda_kernels").glob("*.cu")}
+    assert expected and expected <= names, f"missing from the wheel: {expected - names}"

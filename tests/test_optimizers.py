@@ -1,0 +1,88 @@
+import math
+
+import numpy as np
+import pytest
+
+from gpunn import optimizers, schedules
+
+
+def run(opt, steps=3, w0=(1.0, -2.0), grads=((0.5, -1.0), (0.1, 0.3), (-0.2, 0.4))):
+    w = np.array(w0)
+    for g in grads[:steps]:
+        opt.apply([w], [np.array(g)])
+    return w
+
+
+def reference(update, steps=3, w0=(1.0, -2.0), grads=((0.5, -1.0), (0.1, 0.3), (-0.2, 0.4))):
+    """The textbook loop, written scalar by scalar."""
+    w, state = list(w0), [{} for _ in w0]
+    for t, g in enumerate(grads[:steps], start=1):
+        for i in range(len(w)):
+            w[i] = update(w[i], g[i], state[i], t)
+    return np.array(w)
+
+
+def test_sgd_and_momentum_and_nesterov():
+    np.testing.assert_allclose(run(optimizers.SGD(0.1)), reference(lambda w, g, s, t: w - 0.1 * g))
+
+    def momentum(w, g, s, t, nesterov=False):
+        s["v"] = 0.9 * s.get("v", 0.0) - 0.1 * g
+        return w + (0.9 * s["v"] - 0.1 * g if nesterov else s["v"])
+
+    np.testing.assert_allclose(run(optimizers.SGD(0.1, momentum=0.9)), reference(momentum))
+    np.testing.assert_allclose(run(optimizers.SGD(0.1, momentum=0.9, nesterov=True)),
+                               reference(lambda *a: momentum(*a, nesterov=True)))
+
+
+def test_adagrad_rmsprop_adam():
+    def adagrad(w, g, s, t):
+        s["a"] = s.get("a", 0.1) + g * g
+        return w - 0.01 * g / (math.sqrt(s["a"]) + 1e-7)
+
+    def rmsprop(w, g, s, t):
+        s["s"] = 0.9 * s.get("s", 0.0) + 0.1 * g * g
+        return w - 0.01 * g / (math.sqrt(s["s"]) + 1e-7)
+
+    def adam(w, g, s, t):
+        s["m"] = 0.9 * s.get("m", 0.0) + 0.1 * g
+        s["v"] = 0.999 * s.get("v", 0.0) + 0.001 * g * g
+        m_hat, v_hat = s["m"] / (1 - 0.9 ** t), s["v"] / (1 - 0.999 ** t)
+        return w - 0.01 * m_hat / (math.sqrt(v_hat) + 1e-7)
+
+    np.testing.assert_allclose(run(optimizers.Adagrad(0.01)), reference(adagrad))
+    np.testing.assert_allclose(run(optimizers.RMSprop(0.01)), reference(rmsprop))
+    np.testing.assert_allclose(run(optimizers.Adam(0.01)), reference(adam))
+
+
+def test_clipping():
+    w = np.zeros(2)
+    optimizers.SGD(1.0, clipvalue=0.5).apply([w], [np.array([2.0, -0.1])])
+    np.testing.assert_allclose(w, [-0.5, 0.1])
+    w = np.zeros(2)
+    optimizers.SGD(1.0, clipnorm=1.0).apply([w], [np.array([3.0, 4.0])])
+    np.testing.assert_allclose(w, [-0.6, -0.8])
+    w1, w2 = np.zeros(1), np.zeros(1)
+    optimizers.SGD(1.0, global_clipnorm=1.0).apply([w1, w2], [np.array([3.0]), np.array([4.0])])
+    np.testing.assert_allclose([w1[0], w2[0]], [-0.6, -0.8])
+
+
+def test_schedules_follow_the_course():
+    assert schedules.InverseTimeDecay(0.2, decay_steps=10, decay_rate=1.0)(20) == pytest.approx(0.2 / 3)
+    exp = schedules.ExponentialDecay(1.0, decay_steps=10, decay_rate=0.95, staircase=True)
+    assert exp(19) == pytest.approx(0.95) and exp(20) == pytest.approx(0.95 ** 2)
+    assert schedules.InverseSqrtDecay(1.0, decay_steps=1)(3) == pytest.approx(0.5)
+    opt = optimizers.SGD(schedules.InverseTimeDecay(1.0, 1, 1.0))
+    w = run(opt, steps=2, w0=(0.0,), grads=((1.0,), (1.0,)))
+    np.testing.assert_allclose(w, [-(1.0 + 0.5)])
+    assert opt.iterations == 2 and opt.current_learning_rate() == pytest.approx(1 / 3)
+
+
+def test_string_aliases_and_errors():
+    for name in ("sgd", "adam", "rmsprop", "adagrad"):
+        assert optimizers.get(name).name == name
+    with pytest.raises(ValueError, match="valid optimizers are: sgd, adagrad, rmsprop, adam"):
+        optimizers.get("lbfgs")
+    with pytest.raises(ValueError, match="learning_rate must be a positive number"):
+        optimizers.Adam(learning_rate=-1)
+    with pytest.raises(ValueError, match="clipnorm must be positive"):
+        optimizers.SGD(clipnorm=0)
