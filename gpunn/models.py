@@ -89,7 +89,9 @@ class Sequential:
             x = layer.forward(x, training=training)
         return x
 
-    def backward(self, dy):
+    def backward(self, dy, input_grad=True):
+        """Backpropagate dL/dA of the output through every layer; returns dL/dX (None if not input_grad)."""
+        self.layers[0].needs_input_grad = input_grad
         for layer in reversed(self.layers):
             dy = layer.backward(dy)
         for layer in self.layers:
@@ -152,7 +154,7 @@ class Sequential:
         """One step of gradient descent on a batch; returns the loss and the predictions."""
         y_pred = self.forward(x, training=True)
         loss = self.compute_loss(y_pred, y)
-        self.backward(self.loss_gradient())
+        self.backward(self.loss_gradient(), input_grad=False)
         self.optimizer.apply(self.trainable_weights(), self.trainable_grads())
         return loss, y_pred
 

@@ -81,10 +81,9 @@ def _find_cupy(device):
     return cupy, None
 
 
-def _device_from_env():
-    value = os.environ.get("GPUNN_DEVICE", "0").strip() or "0"
+def _parse_device(value):
     try:
-        return int(value)
+        return int(str(value).strip() or "0")
     except ValueError:
         raise ValueError(f"GPUNN_DEVICE must be a GPU index such as 0 or 1; received: {value!r}") from None
 
@@ -107,7 +106,7 @@ def set_backend(backend, device=None):
     requested = str(backend).strip().lower()
     if requested not in BACKENDS:
         raise ValueError(f"Unknown gpunn backend {backend!r}; valid backends are: {', '.join(BACKENDS)}")
-    device = _device_from_env() if device is None else int(device)
+    device = _parse_device(os.environ.get("GPUNN_DEVICE", "0") if device is None else device)
 
     if requested == "numpy":
         cupy, why_not = None, "GPUNN_BACKEND=numpy"

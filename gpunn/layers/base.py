@@ -31,6 +31,10 @@ def _snake_case(name):
 class Layer:
     """Base class of all layers.
 
+    ``needs_input_grad`` is set to False by the model on its first layer during
+    training: nothing uses dL/dX of the data, so a layer may skip computing it
+    (Conv2D does: it saves a matrix product and a col2im per step).
+
     Args:
         input_shape: shape of one sample (no batch axis), for the first layer of a model.
         name: a unique name; by default the class name in snake case plus a counter.
@@ -46,6 +50,7 @@ class Layer:
         self.trainable = trainable
         self.input_shape = None if input_shape is None else tuple(int(d) for d in np.atleast_1d(input_shape))
         self.built = False
+        self.needs_input_grad = True
         self.weight_names = []  # in creation order
         self.trainable_names = []
         self.regularizers = {}

@@ -1,0 +1,118 @@
+"""Train LeNet-5 on MNIST (or Fashion-MNIST) with the current backend.
+
+    python -m gpunn.examples.lenet                       # MNIST, 10 epochs, Adam 1e-3, batch 128
+    python -m gpunn.examples.lenet --dataset fashion_mnist --plot history.png
+    GPUNN_BACKEND=numpy python -m gpunn.examples.lenet --epochs 1
+
+The model is the course's Keras program, layer for layer.
+"""
+
+import argparse
+import time
+
+import numpy as np
+
+import gpunn
+from gpunn import backend
+from gpunn.callbacks import Callback
+from gpunn.layers import Conv2D, Dense, Flatten, MaxPool2D
+
+
+def lenet5():
+    """LeNet-5: 61,706 parameters."""
+    model = gpunn.Sequential(name="lenet5")
+    model.add(Conv2D(6, kernel_size=5, padding="same", activation="relu", input_shape=(1, 28, 28)))
+    model.add(MaxPool2D(pool_size=2))
+    model.add(Conv2D(16, kernel_size=5, activation="relu"))
+    model.add(MaxPool2D(pool_size=2))
+    model.add(Flatten())
+    model.add(Dense(120, activation="relu"))
+    model.add(Dense(84, activation="relu"))
+    model.add(Dense(10, activation="softmax"))
+    return model
+
+
+def load(dataset, limit=None):
+    """Images as float32 (N, 1, 28, 28) in [0, 1], labels as integers."""
+    (x_train, y_train), (x_test, y_test) = getattr(gpunn.datasets, dataset).load_data()
+    if limit:
+        x_train, y_train, x_test, y_test = x_train[:limit], y_train[:limit], x_test[:limit], y_test[:limit]
+
+    def prepare(x):
+        return (x.reshape(-1, 1, 28, 28) / 255.0).astype(np.float32)
+
+    return (prepare(x_train), y_train.astype(np.int64)), (prepare(x_test), y_test.astype(np.int64))
+
+
+class EpochTimer(Callback):
+    """Records the wall time of each epoch (the GPU is synchronized before reading the clock)."""
+
+    def on_train_begin(self, logs=None):
+        self.times = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        backend.synchronize()
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        backend.synchronize()
+        self.times.append(time.perf_counter() - self.start)
+
+
+def plot_history(history, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    epochs = np.arange(1, len(history.epoch) + 1)
+    for key, ax in (("loss", ax_loss), ("accuracy", ax_acc)):
+        ax.plot(epochs, history.history[key], "o-", label="train")
+        if f"val_{key}" in history.history:
+            ax.plot(epochs, history.history[f"val_{key}"], "o-", label="test")
+        ax.set_xlabel("epoch")
+        ax.set_title(key)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", choices=["mnist", "fashion_mnist"], default="mnist")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--optimizer", default="adam", help="sgd, adam, rmsprop or adagrad (default learning rates)")
+    parser.add_argument("--backend", choices=backend.BACKENDS, help="overrides GPUNN_BACKEND")
+    parser.add_argument("--limit", type=int, help="use only the first N training and test images (a quick try)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--plot", metavar="PNG", help="save the loss/accuracy curves to this file")
+    args = parser.parse_args(argv)
+
+    if args.backend:
+        backend.set_backend(args.backend)
+    gpunn.utils.set_seed(args.seed)
+    print(f"gpunn {gpunn.__version__} on {backend.current()}")
+    (x_train, y_train), (x_test, y_test) = load(args.dataset, args.limit)
+    print(f"{args.dataset}: {len(x_train)} training and {len(x_test)} test images")
+
+    model = lenet5()
+    model.summary()
+    model.compile(optimizer=args.optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    timer = EpochTimer()
+    history = model.fit(x_train, y_train, batch_size=args.batch_size, epochs=args.epochs,
+                        validation_data=(x_test, y_test), callbacks=[timer])
+    for epoch, seconds in enumerate(timer.times, start=1):
+        print(f"epoch {epoch}: {seconds:.2f} s")
+    loss, accuracy = model.evaluate(x_test, y_test, batch_size=1000)
+    print(f"test accuracy: {accuracy:.4f} (loss {loss:.4f})")
+    if args.plot:
+        plot_history(history, args.plot)
+        print(f"curves saved to {args.plot}")
+    return accuracy
+
+
+if __name__ == "__main__":
+    main()

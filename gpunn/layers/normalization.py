@@ -1,0 +1,81 @@
+"""Batch normalization."""
+
+import gpunn.backend as backend
+from gpunn.layers.base import Layer
+
+
+class BatchNormalization(Layer):
+    """Normalize each feature (after Dense) or each channel (after Conv2D) over the batch.
+
+    Training, over the m values of one feature in the batch (all N*H*W of a channel)::
+
+        mu = mean(x)        var = mean((x - mu)^2)
+        x_hat = (x - mu) / sqrt(var + eps)
+        y = gamma * x_hat + beta
+        moving_mean = momentum * moving_mean + (1 - momentum) * mu      (the same for the variance)
+
+    At inference the moving averages replace mu and var.
+
+    Backward (training), with dx_hat = dy * gamma::
+
+        dgamma = sum(dy * x_hat)     dbeta = sum(dy)
+        dx = 1/(m sqrt(var + eps)) * (m dx_hat - sum(dx_hat) - x_hat * sum(dx_hat * x_hat))
+
+    Args:
+        momentum: of the moving averages (Keras's default 0.99).
+        epsilon: added to the variance (Keras's default 1e-3).
+    """
+
+    def __init__(self, momentum=0.99, epsilon=1e-3, center=True, scale=True, **kwargs):
+        super().__init__(**kwargs)
+        if not 0 <= momentum < 1 or epsilon <= 0:
+            raise ValueError(f"Layer '{self.name}': momentum must be in [0, 1) and epsilon > 0; "
+                             f"received momentum={momentum!r}, epsilon={epsilon!r}")
+        self.momentum, self.epsilon, self.center, self.scale = float(momentum), float(epsilon), center, scale
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        features = (input_shape[0],) if len(input_shape) == 3 else (input_shape[-1],)
+        self.add_weight("gamma", features, "ones", trainable=self.scale)
+        self.add_weight("beta", features, "zeros", trainable=self.center)
+        self.add_weight("moving_mean", features, "zeros", trainable=False)
+        self.add_weight("moving_variance", features, "ones", trainable=False)
+
+    def _axes(self, x):
+        """Axes to average over, and the shape that broadcasts a per-feature vector against x."""
+        if x.ndim == 4:  # (N, C, H, W): per channel
+            return (0, 2, 3), (1, -1, 1, 1)
+        return tuple(range(x.ndim - 1)), (-1,)
+
+    def forward(self, x, training=False):
+        xp = backend.get_array_module(x)
+        axes, shape = self._axes(x)
+        gamma, beta = self.gamma.reshape(shape), self.beta.reshape(shape)
+        if training:
+            mu = x.mean(axis=axes)
+            var = x.var(axis=axes)
+            self.moving_mean *= self.momentum
+            self.moving_mean += (1 - self.momentum) * mu
+            self.moving_variance *= self.momentum
+            self.moving_variance += (1 - self.momentum) * var
+        else:
+            mu, var = self.moving_mean, self.moving_variance
+        self.training = training
+        self.inv_std = (1.0 / xp.sqrt(var + self.epsilon)).reshape(shape)
+        self.x_hat = (x - mu.reshape(shape)) * self.inv_std
+        return gamma * self.x_hat + beta
+
+    def backward(self, dy):
+        axes, shape = self._axes(dy)
+        self.grads["gamma"] = (dy * self.x_hat).sum(axis=axes)
+        self.grads["beta"] = dy.sum(axis=axes)
+        dx_hat = dy * self.gamma.reshape(shape)
+        if not self.training:  # mu and var are constants
+            return dx_hat * self.inv_std
+        m = dy.size // self.gamma.size
+        return (self.inv_std / m) * (m * dx_hat - dx_hat.sum(axis=axes, keepdims=True)
+                                     - self.x_hat * (dx_hat * self.x_hat).sum(axis=axes, keepdims=True))
+
+    def get_config(self):
+        return {**super().get_config(), "momentum": self.momentum, "epsilon": self.epsilon, "center": self.center,
+                "scale": self.scale}

@@ -1,0 +1,1 @@
+"""Operations with a hand-written CUDA kernel and a NumPy twin of the same signature."""

@@ -1,0 +1,140 @@
+"""im2col and col2im: a convolution as one matrix product.
+
+For a kernel of size KH x KW, ``im2col`` copies, for every output pixel, the
+C x KH x KW patch of the input it sees into one column::
+
+    x   (N, C, H, W)  ->  col (N, C*KH*KW, OH*OW)
+    out[n] = W.reshape(F, C*KH*KW) @ col[n]          -> (N, F, OH*OW) = (N, F, OH, OW)
+
+``col2im`` is its adjoint (the transpose of that linear map): it adds every
+column entry back onto the input pixel it came from, which is exactly how the
+gradient dcol flows back to dx. Pixels seen by several patches receive the sum.
+
+Each op has two implementations with the same signature:
+
+- ``*_cpu``: NumPy, vectorised with stride tricks (the readable reference);
+- ``*_gpu``: gpunn's CUDA kernels in ``cuda_kernels/im2col.cu``;
+
+and a dispatcher (``im2col``, ``col2im``) that picks one by the array's type.
+"""
+
+import numpy as np
+
+import gpunn.backend as backend
+from gpunn.backend import kernels
+
+
+def conv_output_size(size, kernel, stride, pad_total, dilation=1):
+    """The one formula: out = floor((size + pad - dilation*(kernel - 1) - 1) / stride) + 1."""
+    return (size + pad_total - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def resolve_padding(padding, size, kernel, stride, dilation=1):
+    """(before, after) padding for one axis from 'valid', 'same', an int or a (before, after) pair.
+
+    'same' (as in Keras) gives out = ceil(size / stride), with the odd pixel of
+    padding, if any, at the end.
+    """
+    if padding == "valid":
+        return 0, 0
+    if padding == "same":
+        out = -(-size // stride)
+        total = max((out - 1) * stride + dilation * (kernel - 1) + 1 - size, 0)
+        return total // 2, total - total // 2
+    if isinstance(padding, (int, np.integer)):
+        return int(padding), int(padding)
+    before, after = padding
+    return int(before), int(after)
+
+
+class Geometry:
+    """Everything about one convolution's shapes, computed once."""
+
+    def __init__(self, x_shape, kernel_size, stride, padding, dilation=(1, 1)):
+        self.N, self.C, self.H, self.W = x_shape
+        self.KH, self.KW = kernel_size
+        self.SH, self.SW = stride
+        self.DH, self.DW = dilation
+        (self.PT, self.PB) = padding[0]
+        (self.PL, self.PR) = padding[1]
+        self.OH = conv_output_size(self.H, self.KH, self.SH, self.PT + self.PB, self.DH)
+        self.OW = conv_output_size(self.W, self.KW, self.SW, self.PL + self.PR, self.DW)
+        self.col_shape = (self.N, self.C * self.KH * self.KW, self.OH * self.OW)
+
+
+# --- NumPy twins -------------------------------------------------------------------
+
+
+def im2col_cpu(x, g, fill=0.0):
+    """x (N, C, H, W) -> col (N, C*KH*KW, OH*OW), with ``fill`` in the padding."""
+    xp = np.pad(x, ((0, 0), (0, 0), (g.PT, g.PB), (g.PL, g.PR)), constant_values=fill)
+    sN, sC, sH, sW = xp.strides
+    # A view (N, C, KH, KW, OH, OW): element [n, c, ki, kj, oh, ow] is
+    # xp[n, c, oh*SH + ki*DH, ow*SW + kj*DW]. No copy until the reshape.
+    patches = np.lib.stride_tricks.as_strided(
+        xp, shape=(g.N, g.C, g.KH, g.KW, g.OH, g.OW),
+        strides=(sN, sC, g.DH * sH, g.DW * sW, g.SH * sH, g.SW * sW), writeable=False)
+    return patches.reshape(g.col_shape)
+
+
+def col2im_cpu(col, g):
+    """The adjoint of im2col_cpu: col (N, C*KH*KW, OH*OW) -> dx (N, C, H, W)."""
+    col = col.reshape(g.N, g.C, g.KH, g.KW, g.OH, g.OW)
+    dxp = np.zeros((g.N, g.C, g.H + g.PT + g.PB, g.W + g.PL + g.PR), dtype=col.dtype)
+    for ki in range(g.KH):  # a loop over the kernel's taps, never over pixels
+        h0 = ki * g.DH
+        for kj in range(g.KW):
+            w0 = kj * g.DW
+            dxp[:, :, h0:h0 + g.SH * g.OH:g.SH, w0:w0 + g.SW * g.OW:g.SW] += col[:, :, ki, kj]
+    return dxp[:, :, g.PT:g.PT + g.H, g.PL:g.PL + g.W]
+
+
+# --- CUDA kernels -------------------------------------------------------------------
+
+BLOCK = 256
+
+
+def _geometry_args(g):
+    return (np.int64(g.N), np.int64(g.C), np.int64(g.H), np.int64(g.W),
+            np.int32(g.KH), np.int32(g.KW), np.int32(g.SH), np.int32(g.SW), np.int32(g.PT), np.int32(g.PL),
+            np.int32(g.DH), np.int32(g.DW), np.int64(g.OH), np.int64(g.OW))
+
+
+def _launch(name, out, *args):
+    n = out.size
+    if n:
+        kernel = kernels.get_kernel("im2col", f"{name}_{out.dtype.name.replace('float32', 'float').replace('float64', 'double')}")
+        kernel((min(kernels.grid(n, BLOCK), 1 << 20),), (BLOCK,), args)
+    return out
+
+
+def im2col_gpu(x, g, fill=0.0):
+    x = backend.xp.ascontiguousarray(x)
+    col = backend.xp.empty(g.col_shape, dtype=x.dtype)
+    return _launch("im2col_forward", col, x, col, *_geometry_args(g), x.dtype.type(fill))
+
+
+def col2im_gpu(col, g):
+    col = backend.xp.ascontiguousarray(col)
+    dx = backend.xp.empty((g.N, g.C, g.H, g.W), dtype=col.dtype)
+    return _launch("col2im_backward", dx, col, dx, *_geometry_args(g))
+
+
+# --- dispatchers --------------------------------------------------------------------
+
+
+def _check_dtype(a):
+    if a.dtype not in (np.float32, np.float64):
+        raise TypeError(f"im2col/col2im work on float32 or float64 arrays; received {a.dtype}")
+
+
+def im2col(x, g, fill=0.0):
+    """x (N, C, H, W) -> col (N, C*KH*KW, OH*OW) on the array's own backend."""
+    _check_dtype(x)
+    return im2col_gpu(x, g, fill) if backend.get_array_module(x) is not np else im2col_cpu(x, g, fill)
+
+
+def col2im(col, g):
+    """col (N, C*KH*KW, OH*OW) -> dx (N, C, H, W), summing overlapping patches."""
+    _check_dtype(col)
+    return col2im_gpu(col, g) if backend.get_array_module(col) is not np else col2im_cpu(col, g)

@@ -1,0 +1,76 @@
+"""im2col/col2im: the NumPy twin against plain loops, the adjoint identity, and the CUDA kernels against the twin."""
+
+import numpy as np
+import pytest
+
+import gpunn.backend as backend
+from gpunn.ops.im2col import Geometry, col2im, col2im_cpu, conv_output_size, im2col, im2col_cpu, resolve_padding
+
+rng = np.random.default_rng(4)
+
+# (x shape, kernel, stride, ((top, bottom), (left, right)), dilation): odd sizes, asymmetric padding, 1x1, dilation.
+CASES = [
+    ((2, 3, 7, 6), (3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1)),
+    ((1, 2, 9, 8), (3, 2), (2, 3), ((0, 2), (1, 0)), (1, 1)),
+    ((3, 1, 5, 5), (1, 1), (1, 1), ((0, 0), (0, 0)), (1, 1)),
+    ((2, 2, 11, 10), (3, 3), (2, 2), ((2, 2), (1, 3)), (2, 2)),
+    ((1, 4, 4, 4), (4, 4), (1, 1), ((0, 0), (0, 0)), (1, 1)),
+]
+
+
+def im2col_loops(x, g, fill=0.0):
+    """The definition, one element at a time."""
+    col = np.full(g.col_shape, np.nan)
+    for n, c, ki, kj, oh, ow in np.ndindex(g.N, g.C, g.KH, g.KW, g.OH, g.OW):
+        h, w = oh * g.SH - g.PT + ki * g.DH, ow * g.SW - g.PL + kj * g.DW
+        value = x[n, c, h, w] if 0 <= h < g.H and 0 <= w < g.W else fill
+        col[n, (c * g.KH + ki) * g.KW + kj, oh * g.OW + ow] = value
+    return col
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_twin_matches_loops_and_is_adjoint(case):
+    shape, k, s, pads, d = case
+    g = Geometry(shape, k, s, pads, d)
+    x = rng.standard_normal(shape)
+    col = im2col_cpu(x, g)
+    np.testing.assert_array_equal(col, im2col_loops(x, g))
+    np.testing.assert_array_equal(im2col_cpu(x, g, fill=-np.inf), im2col_loops(x, g, fill=-np.inf))
+    y = rng.standard_normal(g.col_shape)
+    assert np.vdot(col2im_cpu(y, g), x) == pytest.approx(np.vdot(y, col), rel=1e-12)  # <col2im(y), x> = <y, im2col(x)>
+
+
+def test_output_size_and_same_padding():
+    assert conv_output_size(28, 5, 1, 4) == 28 and conv_output_size(14, 5, 1, 0) == 10
+    assert resolve_padding("same", 28, 5, 1) == (2, 2)
+    assert resolve_padding("same", 7, 2, 2) == (0, 1)  # the odd pixel goes at the end, as in Keras
+    assert resolve_padding("valid", 7, 3, 1) == (0, 0) and resolve_padding(2, 7, 3, 1) == (2, 2)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("case", CASES + [((5, 7, 33, 31), (5, 5), (1, 1), ((2, 2), (2, 2)), (1, 1)),
+                                          ((3, 16, 65, 17), (3, 3), (2, 1), ((1, 1), (0, 0)), (1, 1))])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_kernels_match_twin_with_poisoned_outputs(case, dtype, monkeypatch):
+    """The CUDA kernels equal the NumPy twin; outputs start as NaN, so an unwritten element fails."""
+    import cupy
+
+    backend.set_backend("cupy")
+    shape, k, s, pads, d = case
+    g = Geometry(shape, k, s, pads, d)
+    x = rng.standard_normal(shape).astype(dtype)
+    y = rng.standard_normal(g.col_shape).astype(dtype)
+    real_empty = cupy.empty
+
+    def poisoned_empty(shape, dtype=np.float64):
+        out = real_empty(shape, dtype=dtype)
+        out.fill(np.nan)
+        return out
+
+    monkeypatch.setattr(cupy, "empty", poisoned_empty)
+    for fill in (0.0, -np.inf):
+        np.testing.assert_array_equal(backend.to_numpy(im2col(cupy.asarray(x), g, fill)), im2col_cpu(x, g, fill))
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    dx = backend.to_numpy(col2im(cupy.asarray(y), g))
+    np.testing.assert_allclose(dx, col2im_cpu(y, g), rtol=tol, atol=tol)
+    np.testing.assert_array_equal(dx, backend.to_numpy(col2im(cupy.asarray(y), g)))  # deterministic: same bits
