@@ -13,6 +13,7 @@ activation's backward lets it pass unchanged (``fused = True``).
 """
 
 import gpunn.backend as backend
+from gpunn.utils.registry import from_identifier
 
 
 class ActivationFunction:
@@ -167,11 +168,6 @@ def get(identifier):
     """An activation object from a name ('relu'), a config dict, an instance, or None (linear)."""
     if identifier is None:
         return Linear()
-    if isinstance(identifier, ActivationFunction):
+    if isinstance(identifier, ActivationFunction):  # a fresh copy: activations cache per-layer state
         identifier = identifier.get_config()
-    if isinstance(identifier, str):
-        identifier = {"name": identifier.lower()}
-    if isinstance(identifier, dict) and identifier.get("name") in ACTIVATIONS:
-        config = dict(identifier)
-        return ACTIVATIONS[config.pop("name")](**config)
-    raise ValueError(f"Unknown activation {identifier!r}; valid activations are: {', '.join(ACTIVATIONS)}")
+    return from_identifier(identifier, ACTIVATIONS, "activation")

@@ -20,6 +20,7 @@ fan_out = filters*kh*kw.
 import numpy as np
 
 import gpunn.backend as backend
+from gpunn.utils.registry import from_identifier
 
 
 def compute_fans(shape):
@@ -147,9 +148,4 @@ def get(identifier):
     """An initializer from a name ('he_normal'), a config dict, or an instance."""
     if isinstance(identifier, Initializer):
         return identifier
-    if isinstance(identifier, str):
-        identifier = {"name": identifier.lower()}
-    if isinstance(identifier, dict) and identifier.get("name") in INITIALIZERS:
-        config = dict(identifier)
-        return INITIALIZERS[config.pop("name")](**config)
-    raise ValueError(f"Unknown initializer {identifier!r}; valid initializers are: {', '.join(INITIALIZERS)}")
+    return from_identifier(identifier, INITIALIZERS, "initializer")

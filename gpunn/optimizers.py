@@ -26,6 +26,7 @@ rescales each weight's gradient whose L2 norm exceeds c to norm c;
 
 import gpunn.backend as backend
 from gpunn import schedules
+from gpunn.utils.registry import from_identifier
 
 
 class Optimizer:
@@ -187,11 +188,6 @@ def get(identifier):
     """An optimizer from a name ('adam'), a config dict, or an instance."""
     if isinstance(identifier, Optimizer):
         return identifier
-    if isinstance(identifier, str):
-        identifier = {"name": identifier.lower()}
-    if isinstance(identifier, dict) and identifier.get("name") in OPTIMIZERS:
-        config = dict(identifier)
-        if isinstance(config.get("learning_rate"), dict):
-            config["learning_rate"] = schedules.get(config["learning_rate"])
-        return OPTIMIZERS[config.pop("name")](**config)
-    raise ValueError(f"Unknown optimizer {identifier!r}; valid optimizers are: {', '.join(OPTIMIZERS)}")
+    if isinstance(identifier, dict) and isinstance(identifier.get("learning_rate"), dict):
+        identifier = {**identifier, "learning_rate": schedules.get(identifier["learning_rate"])}
+    return from_identifier(identifier, OPTIMIZERS, "optimizer")

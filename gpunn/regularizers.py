@@ -9,6 +9,7 @@ the batch size here, so choose l2 accordingly (typical values 1e-4 .. 1e-2).
 """
 
 import gpunn.backend as backend
+from gpunn.utils.registry import from_identifier
 
 
 class Regularizer:
@@ -44,12 +45,18 @@ class Regularizer:
 class L1(Regularizer):
     name = "l1"
 
+    def get_config(self):
+        return {"name": self.name, "l1": self.l1}
+
     def __init__(self, l1=0.01):
         super().__init__(l1=l1)
 
 
 class L2(Regularizer):
     name = "l2"
+
+    def get_config(self):
+        return {"name": self.name, "l2": self.l2}
 
     def __init__(self, l2=0.01):
         super().__init__(l2=l2)
@@ -81,12 +88,4 @@ def get(identifier):
     """A regularizer from None, a name ('l2'), a config dict, or an instance."""
     if identifier is None or isinstance(identifier, Regularizer):
         return identifier
-    if isinstance(identifier, str):
-        identifier = {"name": identifier.lower()}
-    if isinstance(identifier, dict) and identifier.get("name") in REGULARIZERS:
-        config = dict(identifier)
-        name = config.pop("name")
-        if name != "l1_l2":
-            config.pop("l1" if name == "l2" else "l2", None)
-        return REGULARIZERS[name](**config)
-    raise ValueError(f"Unknown regularizer {identifier!r}; valid regularizers are: {', '.join(REGULARIZERS)}")
+    return from_identifier(identifier, REGULARIZERS, "regularizer")

@@ -92,6 +92,7 @@ def col2im_cpu(col, g):
 # --- CUDA kernels -------------------------------------------------------------------
 
 BLOCK = 256
+SUFFIX = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}  # the .cu's instantiations
 
 
 def _geometry_args(g):
@@ -103,7 +104,7 @@ def _geometry_args(g):
 def _launch(name, out, *args):
     n = out.size
     if n:
-        kernel = kernels.get_kernel("im2col", f"{name}_{out.dtype.name.replace('float32', 'float').replace('float64', 'double')}")
+        kernel = kernels.get_kernel("im2col", f"{name}_{SUFFIX[out.dtype]}")
         kernel((min(kernels.grid(n, BLOCK), 1 << 20),), (BLOCK,), args)
     return out
 
@@ -124,7 +125,7 @@ def col2im_gpu(col, g):
 
 
 def _check_dtype(a):
-    if a.dtype not in (np.float32, np.float64):
+    if a.dtype not in SUFFIX:
         raise TypeError(f"im2col/col2im work on float32 or float64 arrays; received {a.dtype}")
 
 

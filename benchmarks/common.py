@@ -1,0 +1,83 @@
+"""Timing helpers shared by the benchmark scripts: check first, warm up, then time.
+
+On the GPU, time is read with CUDA events (what the device did, not what Python
+waited for); on the CPU with perf_counter. Each result is the median of the repeats.
+"""
+
+import statistics
+import subprocess
+import time
+from datetime import date
+from pathlib import Path
+
+import gpunn.backend as backend
+
+
+def time_fn(fn, warmup=3, repeat=20):
+    """Median seconds of ``fn()`` after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeat):
+        if backend.is_gpu():
+            start, stop = backend.xp.cuda.Event(), backend.xp.cuda.Event()
+            start.record()
+            fn()
+            stop.record()
+            stop.synchronize()
+            times.append(backend.xp.cuda.get_elapsed_time(start, stop) / 1e3)
+        else:
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def torch_time_fn(torch, device, fn, warmup=3, repeat=20):
+    """The same for a PyTorch function, with torch's CUDA events on a GPU."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeat):
+        if device == "cuda":
+            start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            stop.record()
+            torch.cuda.synchronize()
+            times.append(start.elapsed_time(stop) / 1e3)
+        else:
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def load_torch():
+    """(torch, device) where PyTorch is installed, else (None, None); the device matches gpunn's backend."""
+    try:
+        import torch
+    except ImportError:
+        return None, None
+    device = "cuda" if backend.is_gpu() and torch.cuda.is_available() else "cpu"
+    return torch, device
+
+
+def header():
+    """The lines that say where and when a table was measured."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=root).stdout.strip() or "unknown"
+    except OSError:
+        commit = "unknown"
+    return f"device: {backend.current()} | date: {date.today()} | commit: {commit}"
+
+
+def table(rows, columns):
+    """A Markdown table (to paste into RESULTS.md)."""
+    widths = [max(len(str(c)), *(len(str(r[i])) for r in rows)) for i, c in enumerate(columns)]
+    lines = ["| " + " | ".join(str(c).ljust(w) for c, w in zip(columns, widths)) + " |",
+             "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    lines += ["| " + " | ".join(str(v).ljust(w) for v, w in zip(r, widths)) + " |" for r in rows]
+    return "\n".join(lines)
