@@ -11,8 +11,8 @@ NumPy (CPU) or CuPy (NVIDIA GPU) -- choose with GPUNN_BACKEND=auto|numpy|cupy.
 __version__ = "0.1.0"
 
 from gpunn import activations, backend, callbacks, datasets, initializers, layers, losses, metrics, optimizers
-from gpunn import regularizers, schedules, utils
-from gpunn.models import Sequential
+from gpunn import regularizers, saving, schedules, utils
+from gpunn.models import Sequential, load_model
 
-__all__ = ["Sequential", "activations", "backend", "callbacks", "datasets", "initializers", "layers", "losses",
-           "metrics", "optimizers", "regularizers", "schedules", "utils"]
+__all__ = ["Sequential", "load_model", "activations", "backend", "callbacks", "datasets", "initializers", "layers", "losses",
+           "metrics", "optimizers", "regularizers", "saving", "schedules", "utils"]

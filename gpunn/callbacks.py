@@ -106,6 +106,41 @@ class LearningRateScheduler(Callback):
             logs["learning_rate"] = self.model.optimizer.current_learning_rate()
 
 
+class ModelCheckpoint(Callback):
+    """Save the model after every epoch (or only when ``monitor`` improves).
+
+    ``filepath`` may hold fields filled from the epoch and the logs, e.g.
+    ``"lenet-{epoch:02d}-{val_loss:.3f}.npz"``. Each save is atomic; resume with
+    ``model = gpunn.models.load_model(path)`` then
+    ``model.fit(..., epochs=E, initial_epoch=model.epoch)``.
+    """
+
+    def __init__(self, filepath, monitor="val_loss", save_best_only=False, save_weights_only=False, mode="auto",
+                 verbose=0):
+        if mode not in ("auto", "min", "max"):
+            raise ValueError(f"ModelCheckpoint: mode must be 'auto', 'min' or 'max'; received mode={mode!r}")
+        self.filepath, self.monitor = str(filepath), monitor
+        self.save_best_only, self.save_weights_only, self.verbose = save_best_only, save_weights_only, verbose
+        self.sign = -1 if mode == "max" or (mode == "auto" and "acc" in monitor) else 1
+        self.best = math.inf
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if self.save_best_only:
+            if self.monitor not in logs:
+                raise KeyError(f"ModelCheckpoint monitors '{self.monitor}', which is not among the logs: {sorted(logs)}")
+            if not self.sign * logs[self.monitor] < self.best:
+                return
+            self.best = self.sign * logs[self.monitor]
+        path = self.filepath.format(epoch=epoch + 1, **logs)
+        if self.save_weights_only:
+            self.model.save_weights(path)
+        else:
+            self.model.save(path)
+        if self.verbose:
+            print(f"Epoch {epoch + 1}: saved {path}")
+
+
 class TerminateOnNaN(Callback):
     """Stop training as soon as a batch's loss is NaN or infinite."""
 

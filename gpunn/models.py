@@ -25,6 +25,7 @@ import gpunn.backend as backend
 from gpunn import losses as losses_module
 from gpunn import metrics as metrics_module
 from gpunn import optimizers as optimizers_module
+from gpunn import saving
 from gpunn.callbacks import Callback, History
 from gpunn.layers.base import Layer
 from gpunn.utils.data import batch_slices
@@ -49,6 +50,7 @@ class Sequential:
         self.loss = None
         self.metrics = []
         self.stop_training = False
+        self.epoch = 0  # epochs completed, saved with the model so that training can resume
         self._fused_activation = None
         for layer in layers or []:
             self.add(layer)
@@ -170,6 +172,7 @@ class Sequential:
         self._check_compiled("fit")
         _check_positive_int("batch_size", batch_size, minimum=1)
         _check_positive_int("epochs", epochs, minimum=0)
+        _check_positive_int("initial_epoch", initial_epoch, minimum=0)
         if not 0 <= validation_split < 1:
             raise ValueError(f"validation_split must be in [0, 1); received validation_split={validation_split!r}")
         x, y = self._check_data(x, y)
@@ -200,6 +203,7 @@ class Sequential:
 
         n = len(x)
         for epoch in range(initial_epoch, epochs):
+            backend.reseed(epoch)
             for cb in callbacks:
                 cb.on_epoch_begin(epoch)
             order = backend.permutation(n) if shuffle else None
@@ -216,6 +220,7 @@ class Sequential:
             if x_val is not None:
                 logs.update({f"val_{k}": v for k, v in self._evaluate_on_device(x_val, y_val, batch_size).items()})
             progress.close(logs)
+            self.epoch = epoch + 1
             for cb in callbacks:
                 cb.on_epoch_end(epoch, logs)
             if self.stop_training:
@@ -327,6 +332,30 @@ class Sequential:
     def count_params(self):
         return sum(layer.count_params() for layer in self.layers)
 
+    # --- saving ----------------------------------------------------------------------
+    def get_config(self):
+        """The architecture as JSON-friendly data: each layer's class name and config."""
+        return {"name": self.name,
+                "layers": [{"class_name": type(layer).__name__, "config": layer.get_config()} for layer in self.layers]}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls([saving.layer_from_config(entry) for entry in config["layers"]], name=config.get("name", "sequential"))
+
+    def save(self, path, include_optimizer=True):
+        """Write architecture, weights, compile settings, epoch counter and optimizer state to one file.
+
+        Reopen with :func:`gpunn.models.load_model`, on either backend.
+        """
+        saving.save_model(self, path, include_optimizer)
+
+    def save_weights(self, path):
+        saving.save_weights(self, path)
+
+    def load_weights(self, path):
+        """Load weights saved by :meth:`save_weights` or :meth:`save`, checked layer by layer."""
+        saving.load_weights(self, path)
+
     def cast(self, dtype):
         """Convert every weight to ``dtype`` (float64 for gradient checking)."""
         for layer in self.layers:
@@ -355,6 +384,9 @@ class Sequential:
         print_fn(f"Trainable params: {trainable:,}")
         print_fn(f"Non-trainable params: {total - trainable:,}")
         print_fn(line)
+
+
+load_model = saving.load_model
 
 
 class _Totals:

@@ -45,6 +45,7 @@ device_id = None
 _cupy = None  # the cupy module when the backend is cupy
 _rng = None  # the random generator of the active backend
 _host_rng = np.random.default_rng()
+_seed = None  # the last seed given to seed(), for reseed()
 
 
 class BackendError(RuntimeError):
@@ -173,12 +174,26 @@ def synchronize():
 
 def seed(value):
     """Seed the host generator and the device generator of the active backend."""
-    global _rng, _host_rng
+    global _rng, _host_rng, _seed
+    _seed = value
     _host_rng = np.random.default_rng(value)
-    if _cupy is not None:
-        _rng = _cupy.random.RandomState(value)
-    else:
-        _rng = np.random.default_rng(None if value is None else value + 1)
+    _seed_device(None if value is None else [value, 1])
+
+
+def _seed_device(keys):
+    global _rng
+    state = None if keys is None else int(np.random.SeedSequence(keys).generate_state(1)[0])
+    _rng = _cupy.random.RandomState(state) if _cupy is not None else np.random.default_rng(state)
+
+
+def reseed(*keys):
+    """Restart the device generator from (seed, *keys) -- a no-op when no seed was set.
+
+    ``fit`` calls ``reseed(epoch)`` at the start of every epoch, so epoch e shuffles
+    and drops out the same way whether the run started at epoch 0 or resumed at e.
+    """
+    if _seed is not None:
+        _seed_device([_seed, 2, *keys])
 
 
 def host_rng():

@@ -1,0 +1,244 @@
+"""Saving and loading models: one ``.npz`` file, no pickle, written atomically.
+
+A gpunn file is a NumPy ``.npz`` archive (a zip of ``.npy`` arrays) holding
+
+- ``__gpunn__``: a JSON header, stored as bytes -- the format and its version,
+  the architecture (each layer's class and ``get_config()``), the compile
+  settings, the epoch counter and the optimizer's step counter;
+- ``weights/<layer>/<weight>``: every weight, as a plain array;
+- ``optimizer/<i>/<slot>``: the optimizer's running averages, when saved.
+
+Loading reads arrays with ``allow_pickle=False`` and the header with
+``json.loads``: nothing in a file can run code. Arrays come back as NumPy and
+are moved to the *current* backend, so a model saved on a GPU opens on a laptop.
+
+Writes go to a temporary file in the same folder, are flushed to disk, then
+renamed over the target: an interrupted save leaves the previous file intact.
+"""
+
+import io
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+import gpunn.backend as backend
+from gpunn import layers as layers_module
+from gpunn import optimizers
+
+FORMAT_VERSION = 1
+HEADER = "__gpunn__"
+
+_custom_layers = {}
+
+
+class ModelFileError(ValueError):
+    """A file that is not a readable gpunn model (missing, corrupt, foreign, or from a newer gpunn)."""
+
+
+def register_layer(cls):
+    """Make a custom layer class loadable: use as a decorator, ``@gpunn.saving.register_layer``.
+
+    The class must accept its own ``get_config()`` as keyword arguments.
+    """
+    if not (isinstance(cls, type) and issubclass(cls, layers_module.Layer)):
+        raise TypeError(f"register_layer expects a Layer subclass; received {cls!r}")
+    _custom_layers[cls.__name__] = cls
+    return cls
+
+
+def layer_classes():
+    """Every class a file may name: gpunn's layers and the registered ones."""
+    builtin = {name: getattr(layers_module, name) for name in layers_module.__all__}
+    return {**builtin, **_custom_layers}
+
+
+def layer_from_config(entry):
+    """A layer from ``{'class_name': ..., 'config': {...}}``, as written by ``Sequential.get_config``."""
+    classes = layer_classes()
+    name = entry.get("class_name")
+    if name not in classes:
+        raise ModelFileError(f"Unknown layer class '{name}'. If it is your own layer, register it before loading: "
+                             f"decorate the class with @gpunn.saving.register_layer")
+    try:
+        return classes[name].from_config(entry["config"])
+    except (TypeError, ValueError) as e:
+        raise ModelFileError(f"Layer class '{name}' could not be rebuilt from its saved config: {e}") from None
+
+
+# --- writing -------------------------------------------------------------------------
+
+
+def save_model(model, path, include_optimizer=True):
+    """Write the architecture, weights and (by default) optimizer state of ``model`` to ``path``."""
+    if not model.built:
+        model.build()
+    header = {
+        "format": "gpunn-model",
+        "format_version": FORMAT_VERSION,
+        "model": model.get_config(),
+        "input_shape": list(model.input_shape),
+        "epoch": model.epoch,
+        "weight_layers": _weight_layers(model),
+        "compile": None,
+    }
+    arrays = _weight_arrays(model)
+    if model.loss is not None:
+        header["compile"] = {"optimizer": model.optimizer.get_config(), "loss": model.loss.name,
+                             "metrics": [m if isinstance(m, str) else m.name for m in model._metric_specs]}
+        if include_optimizer:
+            header["optimizer_iterations"] = model.optimizer.iterations
+            for i, slots in model.optimizer.slots.items():
+                for name, value in slots.items():
+                    arrays[f"optimizer/{i}/{name}"] = backend.to_numpy(value)
+    _write(path, header, arrays)
+
+
+def save_weights(model, path):
+    """Write the weights alone, keyed by layer and weight name."""
+    if not model.built:
+        model.build()
+    _write(path, {"format": "gpunn-weights", "format_version": FORMAT_VERSION, "weight_layers": _weight_layers(model)},
+           _weight_arrays(model))
+
+
+def _weight_layers(model):
+    """The names of the layers that have weights, in order: weights are matched by position."""
+    return [layer.name for layer in model.layers if layer.weight_names]
+
+
+def _weight_arrays(model):
+    return {f"weights/{layer.name}/{name}": backend.to_numpy(getattr(layer, name))
+            for layer in model.layers for name in layer.weight_names}
+
+
+def _write(path, header, arrays):
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise FileNotFoundError(f"Cannot save to {path}: the folder {folder} does not exist")
+    buffer = io.BytesIO()
+    np.savez(buffer, **{HEADER: np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)}, **arrays)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise PermissionError(f"Cannot save to {path}: the folder {folder} is not writable ({e.strerror})") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(buffer.getbuffer())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+# --- reading -------------------------------------------------------------------------
+
+
+def _read(path, expected_format):
+    """(header, {name: numpy array}) from a gpunn file, refusing anything else."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No gpunn file at {path}")
+    if not zipfile.is_zipfile(path):  # np.load would otherwise try the file as a pickle
+        raise ModelFileError(f"{path} is not a gpunn file: not a NumPy .npz archive (truncated or corrupt?)")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in archive.files}
+    except zipfile.BadZipFile as e:
+        raise ModelFileError(f"{path} is not a gpunn file: truncated or corrupt archive ({e})") from None
+    except ValueError as e:
+        if "allow_pickle" in str(e):
+            raise ModelFileError(f"{path} holds pickled Python objects, which gpunn never writes; refused without "
+                                 f"loading them (they could run code)") from None
+        raise ModelFileError(f"{path} is not a gpunn file: {e}") from None
+    except (OSError, EOFError) as e:
+        raise ModelFileError(f"{path} is not a gpunn file: truncated or corrupt ({e})") from None
+    if HEADER not in arrays:
+        raise ModelFileError(f"{path} is a NumPy archive but not a gpunn file (no '{HEADER}' header)")
+    try:
+        header = json.loads(arrays.pop(HEADER).tobytes().decode())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ModelFileError(f"{path} has a corrupt gpunn header ({e})") from None
+    version = header.get("format_version")
+    if not isinstance(version, int):
+        raise ModelFileError(f"{path} has a gpunn header without a format version")
+    if version > FORMAT_VERSION:
+        raise ModelFileError(f"{path} was written by a newer gpunn (file format {version}); this gpunn reads "
+                             f"format {FORMAT_VERSION} and older: upgrade gpunn to open it")
+    if header.get("format") != expected_format:
+        raise ModelFileError(f"{path} holds '{header.get('format')}', not '{expected_format}'"
+                             + (" (use load_weights for weights-only files)" if expected_format == "gpunn-model" else ""))
+    return header, arrays
+
+
+def load_model(path, compile=True):
+    """Rebuild the model saved at ``path`` on the current backend, compiled again if it was compiled."""
+    from gpunn.models import Sequential
+
+    header, arrays = _read(path, "gpunn-model")
+    model = Sequential.from_config(header["model"])
+    model.build(tuple(header["input_shape"]))
+    _set_weights(model, header, arrays, path)
+    model.epoch = int(header.get("epoch", 0))
+    settings = header.get("compile")
+    if compile and settings:
+        model.compile(optimizers.get(settings["optimizer"]), settings["loss"], settings["metrics"])
+        if "optimizer_iterations" in header:
+            _set_optimizer_state(model, header["optimizer_iterations"], arrays, path)
+    return model
+
+
+def load_weights(model, path):
+    """Load weights saved by :func:`save_weights` (or a whole model file) into ``model``, layer by layer."""
+    try:
+        header, arrays = _read(path, "gpunn-weights")
+    except ModelFileError as e:
+        if "holds 'gpunn-model'" not in str(e):
+            raise
+        header, arrays = _read(path, "gpunn-model")
+    if not model.built:
+        model.build()
+    _set_weights(model, header, arrays, path)
+
+
+def _set_weights(model, header, arrays, path):
+    """Give the i-th layer with weights in the file to the i-th in the model, checking every shape first."""
+    saved = header.get("weight_layers", [])
+    layers = [layer for layer in model.layers if layer.weight_names]
+    if len(saved) != len(layers):
+        raise ModelFileError(f"{path} holds weights for {len(saved)} layers {saved}; the model has {len(layers)} "
+                             f"layers with weights {[layer.name for layer in layers]}")
+    values = {}
+    for saved_name, layer in zip(saved, layers):
+        for name in layer.weight_names:
+            key = f"weights/{saved_name}/{name}"
+            if key not in arrays:
+                raise ModelFileError(f"{path} has no weight '{name}' for layer '{layer.name}' (saved as '{saved_name}')")
+            current = getattr(layer, name)
+            if arrays[key].shape != current.shape:
+                raise ModelFileError(f"{path}: layer '{layer.name}' weight '{name}' has shape {arrays[key].shape} "
+                                     f"in the file, but the layer expects {tuple(current.shape)}")
+            values.setdefault(layer.name, []).append(arrays[key])
+    for layer in layers:  # only once everything matched: a failed load changes nothing
+        layer.set_weights(values[layer.name])
+
+
+def _set_optimizer_state(model, iterations, arrays, path):
+    weights = model.trainable_weights()
+    slots = {}
+    for key, value in arrays.items():
+        if key.startswith("optimizer/"):
+            _, i, name = key.split("/", 2)
+            i = int(i)
+            if i >= len(weights) or value.shape != weights[i].shape:
+                raise ModelFileError(f"{path}: optimizer slot {key} of shape {value.shape} does not match the "
+                                     f"model's trainable weights")
+            slots.setdefault(i, {})[name] = backend.to_device(value, dtype=weights[i].dtype)
+    model.optimizer.iterations = int(iterations)
+    model.optimizer.slots = slots
