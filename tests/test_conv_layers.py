@@ -135,3 +135,18 @@ def test_lenet_fashion_mnist_full_recipe(monkeypatch):
 
     monkeypatch.setenv("GPUNN_DATA_DIR", str(SHARED))
     assert main(["--dataset", "fashion_mnist"]) >= 0.895
+
+
+@pytest.mark.skipif(not (SHARED / "mnist-t10k").is_dir(), reason="MNIST test files not present")
+def test_lenet_learns_real_digits():
+    """Only the MNIST test set is available offline: train on its first 8,000 digits, test on the other 2,000."""
+    from gpunn.datasets.core import read_idx
+    from gpunn.examples.lenet import lenet5
+
+    x = (read_idx(SHARED / "mnist-t10k" / "t10k-images-idx3-ubyte.gz").reshape(-1, 1, 28, 28) / 255.0).astype(np.float32)
+    y = read_idx(SHARED / "mnist-t10k" / "t10k-labels-idx1-ubyte.gz")
+    set_seed(0)
+    model = lenet5()
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x[:8000], y[:8000], batch_size=128, epochs=3, verbose=0)
+    assert model.evaluate(x[8000:], y[8000:])[1] > 0.95

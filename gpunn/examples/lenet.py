@@ -95,7 +95,10 @@ def main(argv=None):
         backend.set_backend(args.backend)
     gpunn.utils.set_seed(args.seed)
     print(f"gpunn {gpunn.__version__} on {backend.current()}")
-    (x_train, y_train), (x_test, y_test) = load(args.dataset, args.limit)
+    try:
+        (x_train, y_train), (x_test, y_test) = load(args.dataset, args.limit)
+    except gpunn.datasets.DatasetError as e:
+        raise SystemExit(f"error: {e}") from None
     print(f"{args.dataset}: {len(x_train)} training and {len(x_test)} test images")
 
     model = lenet5()
