@@ -15,6 +15,10 @@ The equations, with g = dW and lr = learning rate at this step:
              m_hat = m / (1 - b1^t);  v_hat = v / (1 - b2^t)   (bias correction, t = step number from 1)
              W -= lr m_hat / (sqrt(v_hat) + eps)
 
+Each update runs as one fused CUDA kernel per weight on the GPU; the
+equations are written out in :mod:`gpunn.ops.optimizers`, whose NumPy twins
+run on the CPU.
+
 The course writes momentum as v = beta v + (1 - beta) dW, W -= alpha v: the
 same method with the learning rate scaled by (1 - beta).
 
@@ -26,6 +30,7 @@ rescales each weight's gradient whose L2 norm exceeds c to norm c;
 
 import gpunn.backend as backend
 from gpunn import schedules
+from gpunn.ops import optimizers as ops
 from gpunn.utils.registry import from_identifier
 
 
@@ -102,16 +107,10 @@ class SGD(Optimizer):
         return {"velocity": backend.xp.zeros_like(w)} if self.momentum else {}
 
     def update(self, w, g, slots, lr):
-        if not self.momentum:
-            w -= lr * g
-            return
-        v = slots["velocity"]
-        v *= self.momentum
-        v -= lr * g
-        if self.nesterov:
-            w += self.momentum * v - lr * g
+        if self.momentum:
+            ops.sgd_momentum_update(w, g, slots["velocity"], lr, self.momentum, self.nesterov)
         else:
-            w += v
+            ops.sgd_update(w, g, lr)
 
     def get_config(self):
         return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
@@ -128,9 +127,7 @@ class Adagrad(Optimizer):
         return {"accumulator": backend.xp.full_like(w, self.initial_accumulator_value)}
 
     def update(self, w, g, slots, lr):
-        s = slots["accumulator"]
-        s += g * g
-        w -= lr * g / (backend.xp.sqrt(s) + self.epsilon)
+        ops.adagrad_update(w, g, slots["accumulator"], lr, self.epsilon)
 
     def get_config(self):
         return {**super().get_config(), "initial_accumulator_value": self.initial_accumulator_value,
@@ -148,10 +145,7 @@ class RMSprop(Optimizer):
         return {"mean_square": backend.xp.zeros_like(w)}
 
     def update(self, w, g, slots, lr):
-        s = slots["mean_square"]
-        s *= self.rho
-        s += (1 - self.rho) * g * g
-        w -= lr * g / (backend.xp.sqrt(s) + self.epsilon)
+        ops.rmsprop_update(w, g, slots["mean_square"], lr, self.rho, self.epsilon)
 
     def get_config(self):
         return {**super().get_config(), "rho": self.rho, "epsilon": self.epsilon}
@@ -168,14 +162,7 @@ class Adam(Optimizer):
         return {"m": backend.xp.zeros_like(w), "v": backend.xp.zeros_like(w)}
 
     def update(self, w, g, slots, lr):
-        m, v, t = slots["m"], slots["v"], self.iterations
-        m *= self.beta_1
-        m += (1 - self.beta_1) * g
-        v *= self.beta_2
-        v += (1 - self.beta_2) * g * g
-        m_hat = m / (1 - self.beta_1 ** t)
-        v_hat = v / (1 - self.beta_2 ** t)
-        w -= lr * m_hat / (backend.xp.sqrt(v_hat) + self.epsilon)
+        ops.adam_update(w, g, slots["m"], slots["v"], lr, self.beta_1, self.beta_2, self.epsilon, self.iterations)
 
     def get_config(self):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}

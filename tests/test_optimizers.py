@@ -86,3 +86,35 @@ def test_string_aliases_and_errors():
         optimizers.Adam(learning_rate=-1)
     with pytest.raises(ValueError, match="clipnorm must be positive"):
         optimizers.SGD(clipnorm=0)
+
+
+UPDATES = {
+    "sgd_update": (0, dict(lr=0.1)),
+    "sgd_momentum_update": (1, dict(lr=0.1, momentum=0.9, nesterov=True)),
+    "adagrad_update": (1, dict(lr=0.01, epsilon=1e-7)),
+    "rmsprop_update": (1, dict(lr=0.01, rho=0.9, epsilon=1e-7)),
+    "adam_update": (2, dict(lr=0.01, beta_1=0.9, beta_2=0.999, epsilon=1e-7, t=3)),
+}
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", sorted(UPDATES))
+@pytest.mark.parametrize("shape", [(1,), (257,), (3, 5, 7), (10007,)])
+def test_fused_kernels_match_twins(name, shape):
+    """Each CUDA update equals its NumPy twin, on sizes that are not multiples of the block."""
+    import gpunn.backend as backend
+    from gpunn.ops import optimizers as ops
+
+    backend.set_backend("cupy")
+    rng = np.random.default_rng(3)
+    n_slots, kwargs = UPDATES[name]
+    host = [rng.standard_normal(shape).astype(np.float32) for _ in range(2)]
+    host += [np.abs(rng.standard_normal(shape)).astype(np.float32) for _ in range(n_slots)]
+    device = [backend.to_device(a) for a in host]
+    assert ops._use_kernel(*device)
+    getattr(ops, f"{name}_gpu")(device[0], device[1], *device[2:], **kwargs)
+    getattr(ops, f"{name}_cpu")(host[0], host[1], *host[2:], **kwargs)
+    for d, h in zip(device, host):
+        np.testing.assert_allclose(backend.to_numpy(d), h, rtol=2e-5, atol=1e-6)
+    strided = backend.to_device(np.zeros((4, 6), np.float32))[:, ::2]
+    assert not ops._use_kernel(strided, strided)  # non-contiguous views take the twin
