@@ -138,9 +138,31 @@ class HeUniform(Initializer):
         return backend.host_rng().uniform(-limit, limit, shape)
 
 
+class Orthogonal(Initializer):
+    """A random orthogonal matrix (times ``gain``): Q from the QR decomposition of a Gaussian matrix.
+
+    The default for recurrent kernels: multiplying h by an orthogonal U over and
+    over neither blows it up nor shrinks it, which helps gradients survive many steps.
+    """
+
+    name = "orthogonal"
+
+    def __init__(self, gain=1.0):
+        self.gain = float(gain)
+
+    def sample(self, shape):
+        rows, cols = shape[0], int(np.prod(shape[1:]))
+        a = backend.host_rng().standard_normal((max(rows, cols), min(rows, cols)))
+        q, r = np.linalg.qr(a)
+        q *= np.sign(np.diag(r))  # makes the result uniformly distributed over orthogonal matrices
+        q = q if rows >= cols else q.T
+        return self.gain * q.reshape(shape)
+
+
 INITIALIZERS = {
     cls.name: cls
-    for cls in (Zeros, Ones, Constant, RandomNormal, RandomUniform, GlorotNormal, GlorotUniform, HeNormal, HeUniform)
+    for cls in (Zeros, Ones, Constant, RandomNormal, RandomUniform, GlorotNormal, GlorotUniform, HeNormal, HeUniform,
+                Orthogonal)
 }
 
 

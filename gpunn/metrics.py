@@ -18,8 +18,13 @@ class Metric:
     name = None
 
     def count(self, y_pred, y_true):
-        """How many examples of the batch are right (a 0-d array)."""
+        """How many examples of the batch are right (a 0-d array); a sequence counts its fraction right."""
         raise NotImplementedError
+
+
+def _per_example(right):
+    """Sum over the batch of each example's fraction right (sequences: over its time steps)."""
+    return right.reshape(len(right), -1).mean(axis=1).sum()
 
 
 class BinaryAccuracy(Metric):
@@ -29,22 +34,21 @@ class BinaryAccuracy(Metric):
         self.threshold = threshold
 
     def count(self, y_pred, y_true):
-        right = (y_pred > self.threshold) == (y_true.reshape(y_pred.shape) > 0.5)
-        return right.mean(axis=-1).sum() if right.ndim > 1 else right.sum()
+        return _per_example((y_pred > self.threshold) == (y_true.reshape(y_pred.shape) > 0.5))
 
 
 class CategoricalAccuracy(Metric):
     name = "categorical_accuracy"
 
     def count(self, y_pred, y_true):
-        return (y_pred.argmax(axis=-1) == y_true.argmax(axis=-1)).sum()
+        return _per_example(y_pred.argmax(axis=-1) == y_true.argmax(axis=-1))
 
 
 class SparseCategoricalAccuracy(Metric):
     name = "sparse_categorical_accuracy"
 
     def count(self, y_pred, y_true):
-        return (y_pred.argmax(axis=-1) == y_true.reshape(y_pred.shape[:-1]).astype(np.int64)).sum()
+        return _per_example(y_pred.argmax(axis=-1) == y_true.reshape(y_pred.shape[:-1]).astype(np.int64))
 
 
 METRICS = {cls.name: cls for cls in (BinaryAccuracy, CategoricalAccuracy, SparseCategoricalAccuracy)}

@@ -144,7 +144,7 @@ class Sequential:
         else:
             loss = self.loss.forward(y_pred, y_true)
         for layer in self.layers:
-            if layer.regularizers:
+            if layer.regularizers or layer.sublayers:
                 loss = loss + layer.regularization_loss()
         return loss
 
@@ -321,11 +321,11 @@ class Sequential:
 
     def set_weights(self, weights):
         weights = list(weights)
-        expected = sum(len(layer.weight_names) for layer in self.layers)
+        expected = sum(len(layer.weight_refs()) for layer in self.layers)
         if len(weights) != expected:
             raise ValueError(f"Sequential '{self.name}' has {expected} weight arrays; received {len(weights)}")
         for layer in self.layers:
-            k = len(layer.weight_names)
+            k = len(layer.weight_refs())
             layer.set_weights(weights[:k])
             weights = weights[k:]
 

@@ -107,12 +107,12 @@ def save_weights(model, path):
 
 def _weight_layers(model):
     """The names of the layers that have weights, in order: weights are matched by position."""
-    return [layer.name for layer in model.layers if layer.weight_names]
+    return [layer.name for layer in model.layers if layer.weight_refs()]
 
 
 def _weight_arrays(model):
-    return {f"weights/{layer.name}/{name}": backend.to_numpy(getattr(layer, name))
-            for layer in model.layers for name in layer.weight_names}
+    return {f"weights/{layer.name}/{key}": value for layer in model.layers
+            for key, value in zip(layer.weight_keys(), layer.get_weights())}
 
 
 def _write(path, header, arrays):
@@ -210,17 +210,17 @@ def load_weights(model, path):
 def _set_weights(model, header, arrays, path):
     """Give the i-th layer with weights in the file to the i-th in the model, checking every shape first."""
     saved = header.get("weight_layers", [])
-    layers = [layer for layer in model.layers if layer.weight_names]
+    layers = [layer for layer in model.layers if layer.weight_refs()]
     if len(saved) != len(layers):
         raise ModelFileError(f"{path} holds weights for {len(saved)} layers {saved}; the model has {len(layers)} "
                              f"layers with weights {[layer.name for layer in layers]}")
     values = {}
     for saved_name, layer in zip(saved, layers):
-        for name in layer.weight_names:
+        for name, (owner, attr) in zip(layer.weight_keys(), layer.weight_refs()):
             key = f"weights/{saved_name}/{name}"
             if key not in arrays:
                 raise ModelFileError(f"{path} has no weight '{name}' for layer '{layer.name}' (saved as '{saved_name}')")
-            current = getattr(layer, name)
+            current = getattr(owner, attr)
             if arrays[key].shape != current.shape:
                 raise ModelFileError(f"{path}: layer '{layer.name}' weight '{name}' has shape {arrays[key].shape} "
                                      f"in the file, but the layer expects {tuple(current.shape)}")

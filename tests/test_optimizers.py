@@ -103,6 +103,7 @@ UPDATES = {
 def test_fused_kernels_match_twins(name, shape):
     """Each CUDA update equals its NumPy twin, on sizes that are not multiples of the block."""
     import gpunn.backend as backend
+    from gpunn.backend import kernels
     from gpunn.ops import optimizers as ops
 
     backend.set_backend("cupy")
@@ -111,10 +112,10 @@ def test_fused_kernels_match_twins(name, shape):
     host = [rng.standard_normal(shape).astype(np.float32) for _ in range(2)]
     host += [np.abs(rng.standard_normal(shape)).astype(np.float32) for _ in range(n_slots)]
     device = [backend.to_device(a) for a in host]
-    assert ops._use_kernel(*device)
+    assert kernels.takes(*device)
     getattr(ops, f"{name}_gpu")(device[0], device[1], *device[2:], **kwargs)
     getattr(ops, f"{name}_cpu")(host[0], host[1], *host[2:], **kwargs)
     for d, h in zip(device, host):
         np.testing.assert_allclose(backend.to_numpy(d), h, rtol=2e-5, atol=1e-6)
     strided = backend.to_device(np.zeros((4, 6), np.float32))[:, ::2]
-    assert not ops._use_kernel(strided, strided)  # non-contiguous views take the twin
+    assert not kernels.takes(strided, strided)  # non-contiguous views take the twin

@@ -9,8 +9,9 @@ import gpunn
 import gpunn.backend as backend
 from gpunn import Sequential, layers, saving
 from gpunn.callbacks import ModelCheckpoint
-from gpunn.layers import (Activation, AvgPool2D, BatchNormalization, Conv2D, Dense, Dropout, Flatten,
-                          GlobalAveragePooling2D, Layer, MaxPool2D, Maxout, PReLU, Reshape, ZeroPadding2D)
+from gpunn.layers import (GRU, LSTM, Activation, AvgPool2D, BatchNormalization, Bidirectional, Conv2D, Dense, Dropout,
+                          Embedding, Flatten, GlobalAveragePooling2D, Layer, MaxPool2D, Maxout, PReLU, Reshape,
+                          SimpleRNN, TimeDistributed, ZeroPadding2D)
 from gpunn.models import load_model
 from gpunn.regularizers import l2
 from gpunn.schedules import ExponentialDecay
@@ -27,10 +28,15 @@ MODELS = {
     "cnn": lambda: [ZeroPadding2D(1, input_shape=(2, 7, 7)), Conv2D(3, 3, strides=2, padding="same", activation="relu"),
                     BatchNormalization(), MaxPool2D(2, padding="same"), AvgPool2D(1), Conv2D(4, 1),
                     GlobalAveragePooling2D(), Dense(3, activation="softmax")],
+    "rnn": lambda: [Embedding(9, 4, input_length=6), Bidirectional(LSTM(3, return_sequences=True), merge_mode="sum"),
+                    GRU(4, reset_after=False, return_sequences=True), TimeDistributed(Dense(5, activation="tanh")),
+                    SimpleRNN(3), Dense(3, activation="softmax")],
 }
 
 
 def data(model):
+    if isinstance(model.layers[0], Embedding):
+        return rng.integers(0, 9, (16, 6)), rng.integers(0, 3, 16)
     x = rng.random((16,) + tuple(model.layers[0].input_shape), dtype=np.float32)
     return x, rng.integers(0, 3, 16)
 
@@ -45,7 +51,7 @@ def trained(name, optimizer="adam"):
 
 
 def test_round_trips_cover_every_layer():
-    used = {type(layer).__name__ for f in MODELS.values() for layer in f()}
+    used = {type(layer).__name__ for f in MODELS.values() for top in f() for layer in [top, *top.sublayers]}
     every = {name for name in layers.__all__ if name != "Layer"}
     aliases = {"MaxPooling2D", "AveragePooling2D"}  # the same classes under Keras's other names
     assert every - aliases - used == set()

@@ -160,6 +160,16 @@ def to_numpy(a):
     return np.asarray(a)
 
 
+def scatter_add(target, indices, values):
+    """target[indices[k]] += values[k] for every k, repeated indices adding up (in place)."""
+    if _cupy is not None and isinstance(target, _cupy.ndarray):
+        import cupyx
+
+        cupyx.scatter_add(target, indices, values)
+    else:
+        np.add.at(target, indices, values)
+
+
 def synchronize():
     """Wait until the GPU has finished all queued work (a no-op on NumPy)."""
     if _cupy is not None:

@@ -55,3 +55,15 @@ def get_kernel(family, name):
 def grid(n, block):
     """How many blocks of ``block`` threads cover ``n`` work items (ceil division)."""
     return (n + block - 1) // block
+
+
+def launch(family, name, n, args, block=256, max_blocks=1 << 20):
+    """Run kernel ``name`` over ``n`` work items (the kernels use grid-stride loops, so the grid may be capped)."""
+    if n:
+        get_kernel(family, name)((min(grid(n, block), max_blocks),), (block,), tuple(args))
+
+
+def takes(*arrays):
+    """True when every array is a C-contiguous float32 GPU array -- what the float kernels accept."""
+    return backend.is_gpu() and all(isinstance(a, backend._cupy.ndarray) and a.dtype == "float32"
+                                    and a.flags.c_contiguous for a in arrays)

@@ -9,8 +9,9 @@
    weight, and returns dL/dx for the layer below. It never modifies ``dy``.
 
 Weights are plain attributes (``self.kernel``, ``self.bias``) registered with
-:meth:`add_weight`, so an optimizer, a checkpoint or ``gradcheck`` can find
-them all through :attr:`weight_names`.
+:meth:`add_weight`. A wrapper layer (``Bidirectional``, ``TimeDistributed``)
+lists the layers it holds in ``self.sublayers``. An optimizer, a checkpoint or
+``gradcheck`` finds every weight, the sublayers' too, through :meth:`weight_refs`.
 """
 
 import itertools
@@ -53,6 +54,7 @@ class Layer:
         self.needs_input_grad = True
         self.weight_names = []  # in creation order
         self.trainable_names = []
+        self.sublayers = []
         self.regularizers = {}
         self.grads = {}
 
@@ -91,51 +93,70 @@ class Layer:
             self.regularizers[name] = regularizer
         return getattr(self, name)
 
+    def weight_refs(self):
+        """(layer, weight name) for every weight, this layer's then its sublayers', in a fixed order."""
+        refs = [(self, n) for n in self.weight_names]
+        for layer in self.sublayers:
+            refs += layer.weight_refs()
+        return refs
+
+    def weight_keys(self):
+        """Names for :meth:`weight_refs`: 'kernel', or 'forward_lstm/kernel' for a sublayer's."""
+        return [n if owner is self else f"{owner.name}/{n}" for owner, n in self.weight_refs()]
+
+    def _trainable_refs(self):
+        if not self.trainable:
+            return []
+        return [(owner, n) for owner, n in self.weight_refs() if owner.trainable and n in owner.trainable_names]
+
     @property
     def trainable_weights(self):
         """The arrays the optimizer updates (empty when ``trainable`` is False)."""
-        return [getattr(self, n) for n in self.trainable_names] if self.trainable else []
+        return [getattr(owner, n) for owner, n in self._trainable_refs()]
 
     @property
     def trainable_grads(self):
-        return [self.grads[n] for n in self.trainable_names] if self.trainable else []
+        return [owner.grads[n] for owner, n in self._trainable_refs()]
 
     def get_weights(self):
-        """All weights as NumPy arrays, in creation order."""
-        return [backend.to_numpy(getattr(self, n)) for n in self.weight_names]
+        """All weights as NumPy arrays, in the order of :meth:`weight_refs`."""
+        return [backend.to_numpy(getattr(owner, n)) for owner, n in self.weight_refs()]
 
     def set_weights(self, weights):
         """Replace the weights by NumPy arrays of the same shapes (as from :meth:`get_weights`)."""
-        weights = list(weights)
-        if len(weights) != len(self.weight_names):
-            raise ValueError(
-                f"Layer '{self.name}' has {len(self.weight_names)} weights {self.weight_names}; received {len(weights)} arrays"
-            )
-        for n, w in zip(self.weight_names, weights):
-            old = getattr(self, n)
+        weights, refs = list(weights), self.weight_refs()
+        if len(weights) != len(refs):
+            raise ValueError(f"Layer '{self.name}' has {len(refs)} weights {self.weight_keys()}; "
+                             f"received {len(weights)} arrays")
+        for (owner, n), key, w in zip(refs, self.weight_keys(), weights):
+            old = getattr(owner, n)
             w = np.asarray(w)
             if w.shape != old.shape:
-                raise ValueError(f"Layer '{self.name}' weight '{n}' has shape {old.shape}; received shape {w.shape}")
-            setattr(self, n, backend.to_device(w, dtype=old.dtype))
+                raise ValueError(f"Layer '{self.name}' weight '{key}' has shape {old.shape}; received shape {w.shape}")
+        for (owner, n), w in zip(refs, weights):
+            setattr(owner, n, backend.to_device(w, dtype=getattr(owner, n).dtype))
 
     def count_params(self):
-        return int(sum(getattr(self, n).size for n in self.weight_names))
+        return int(sum(getattr(owner, n).size for owner, n in self.weight_refs()))
 
     def cast(self, dtype):
         """Convert every weight to ``dtype`` (float64 for gradient checking)."""
-        for n in self.weight_names:
-            setattr(self, n, getattr(self, n).astype(dtype))
+        for owner, n in self.weight_refs():
+            setattr(owner, n, getattr(owner, n).astype(dtype))
         return self
 
     # --- regularization ------------------------------------------------------
     def regularization_loss(self):
-        """Sum of this layer's weight penalties (0 when it has none)."""
-        return sum(reg(getattr(self, n)) for n, reg in self.regularizers.items())
+        """Sum of this layer's (and its sublayers') weight penalties (0 when none)."""
+        own = sum(reg(getattr(self, n)) for n, reg in self.regularizers.items())
+        return own + sum(layer.regularization_loss() for layer in self.sublayers)
 
     def add_regularization_grads(self):
         """dW += d penalty / dW, called after backward."""
         for n, reg in self.regularizers.items():
             self.grads[n] = self.grads[n] + reg.gradient(getattr(self, n))
+        for layer in self.sublayers:
+            layer.add_regularization_grads()
 
     # --- configuration ---------------------------------------------------------
     def get_config(self):

@@ -91,7 +91,6 @@ def col2im_cpu(col, g):
 
 # --- CUDA kernels -------------------------------------------------------------------
 
-BLOCK = 256
 SUFFIX = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}  # the .cu's instantiations
 
 
@@ -102,10 +101,7 @@ def _geometry_args(g):
 
 
 def _launch(name, out, *args):
-    n = out.size
-    if n:
-        kernel = kernels.get_kernel("im2col", f"{name}_{SUFFIX[out.dtype]}")
-        kernel((min(kernels.grid(n, BLOCK), 1 << 20),), (BLOCK,), args)
+    kernels.launch("im2col", f"{name}_{SUFFIX[out.dtype]}", out.size, args)
     return out
 
 

@@ -11,17 +11,9 @@ import numpy as np
 import gpunn.backend as backend
 from gpunn.backend import kernels
 
-BLOCK = 256
-
-
-def _use_kernel(*arrays):
-    return backend.get_array_module(arrays[0]) is not np and all(
-        a.dtype == np.float32 and a.flags.c_contiguous for a in arrays)
-
 
 def _launch(name, w, *args):
-    if w.size:
-        kernels.get_kernel("optimizers", name)((min(kernels.grid(w.size, BLOCK), 1 << 16),), (BLOCK,), args)
+    kernels.launch("optimizers", name, w.size, args)
 
 
 # --- the twins: the course's equations ----------------------------------------------
@@ -94,20 +86,20 @@ def adam_update_gpu(w, g, m, v, lr, beta_1, beta_2, epsilon, t):
 
 
 def sgd_update(w, g, lr):
-    (sgd_update_gpu if _use_kernel(w, g) else sgd_update_cpu)(w, g, lr)
+    (sgd_update_gpu if kernels.takes(w, g) else sgd_update_cpu)(w, g, lr)
 
 
 def sgd_momentum_update(w, g, v, lr, momentum, nesterov):
-    (sgd_momentum_update_gpu if _use_kernel(w, g, v) else sgd_momentum_update_cpu)(w, g, v, lr, momentum, nesterov)
+    (sgd_momentum_update_gpu if kernels.takes(w, g, v) else sgd_momentum_update_cpu)(w, g, v, lr, momentum, nesterov)
 
 
 def adagrad_update(w, g, s, lr, epsilon):
-    (adagrad_update_gpu if _use_kernel(w, g, s) else adagrad_update_cpu)(w, g, s, lr, epsilon)
+    (adagrad_update_gpu if kernels.takes(w, g, s) else adagrad_update_cpu)(w, g, s, lr, epsilon)
 
 
 def rmsprop_update(w, g, s, lr, rho, epsilon):
-    (rmsprop_update_gpu if _use_kernel(w, g, s) else rmsprop_update_cpu)(w, g, s, lr, rho, epsilon)
+    (rmsprop_update_gpu if kernels.takes(w, g, s) else rmsprop_update_cpu)(w, g, s, lr, rho, epsilon)
 
 
 def adam_update(w, g, m, v, lr, beta_1, beta_2, epsilon, t):
-    (adam_update_gpu if _use_kernel(w, g, m, v) else adam_update_cpu)(w, g, m, v, lr, beta_1, beta_2, epsilon, t)
+    (adam_update_gpu if kernels.takes(w, g, m, v) else adam_update_cpu)(w, g, m, v, lr, beta_1, beta_2, epsilon, t)

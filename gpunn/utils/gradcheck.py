@@ -75,7 +75,8 @@ def gradcheck(target, x, y=None, eps=1e-5, training=True, seed=0):
     dout = target.loss_gradient() if y is not None else projection
     dx = target.backward(dout)
 
-    tensors = {f"{layer.name}/{n}": (getattr(layer, n), layer.grads[n]) for layer in layers for n in layer.trainable_names}
+    tensors = {f"{layer.name}/{key}": (getattr(owner, n), owner.grads[n]) for layer in layers
+               for key, (owner, n) in zip(layer.weight_keys(), layer.weight_refs()) if n in owner.trainable_names}
     if x.dtype.kind == "f":
         tensors["input"] = (x, dx)
     return {name: _difference(_numerical_gradient(cost, a, eps), grad) for name, (a, grad) in tensors.items()}

@@ -1,0 +1,61 @@
+"""Embedding: integer ids -> learned vectors."""
+
+import numpy as np
+
+import gpunn.backend as backend
+from gpunn.layers.base import Layer, config_of
+
+
+class Embedding(Layer):
+    """Looks up row ``id`` of a (input_dim, output_dim) matrix E for every id.
+
+    Forward:   y[b, t] = E[x[b, t]]                      (B, T) ids -> (B, T, output_dim)
+    Backward:  dE[v] = sum of dy[b, t] over every (b, t) with x[b, t] = v   (a scatter-add)
+
+    The ids are indices, not values: there is no gradient for the input.
+
+    Args:
+        input_dim: vocabulary size; ids must lie in [0, input_dim).
+        output_dim: size of each vector.
+        input_length: the sequence length, as in Keras (sets input_shape).
+    """
+
+    def __init__(self, input_dim, output_dim, input_length=None, embeddings_initializer="random_uniform", **kwargs):
+        if input_length is not None and "input_shape" not in kwargs:
+            kwargs["input_shape"] = (input_length,)
+        super().__init__(**kwargs)
+        for arg, value in (("input_dim", input_dim), ("output_dim", output_dim)):
+            if not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"Layer '{self.name}': {arg} must be a positive integer; received {arg}={value!r}")
+        self.input_dim, self.output_dim, self.input_length = int(input_dim), int(output_dim), input_length
+        self.embeddings_initializer = embeddings_initializer
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self.add_weight("embeddings", (self.input_dim, self.output_dim), self.embeddings_initializer)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape) + (self.output_dim,)
+
+    def forward(self, x, training=False):
+        xp = backend.get_array_module(x)
+        if x.dtype.kind == "f" and not bool((x == xp.floor(x)).all()):
+            raise ValueError(f"Layer '{self.name}' expects integer ids; received non-integer values")
+        if x.size:
+            lo, hi = int(x.min()), int(x.max())
+            if lo < 0 or hi >= self.input_dim:
+                raise ValueError(f"Layer '{self.name}' expects ids in [0, {self.input_dim}); received ids from {lo} to "
+                                 f"{hi} in an array of shape {tuple(x.shape)}")
+        self.ids = x.astype(np.int64)
+        return self.embeddings[self.ids]
+
+    def backward(self, dy):
+        xp = backend.get_array_module(dy)
+        grad = xp.zeros_like(self.embeddings)
+        backend.scatter_add(grad, self.ids.ravel(), dy.reshape(-1, self.output_dim))
+        self.grads["embeddings"] = grad
+        return None
+
+    def get_config(self):
+        return {**super().get_config(), "input_dim": self.input_dim, "output_dim": self.output_dim,
+                "embeddings_initializer": config_of(self.embeddings_initializer)}
