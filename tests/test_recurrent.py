@@ -174,3 +174,17 @@ def test_gpu_recurrent_gradients_match_numpy(factory):
     from tests.test_layers import check_forward_backward_agree_with_numpy
 
     check_forward_backward_agree_with_numpy(factory, rng.standard_normal((5, 40, 7)))
+
+
+def test_char_rnn_example_learns_and_samples(tmp_path, capsys):
+    from gpunn.examples.char_rnn import main
+
+    history, samples = main(["--epochs", "2", "--max-chars", "6000", "--units", "32", "--sample-length", "20"])
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    assert len(samples) == 2 and all(len(s) == 20 for s in samples)
+    poem = tmp_path / "poem.txt"
+    poem.write_text("the cat sat on the mat and the rat sat on the hat. " * 40)
+    history, samples = main(["--text", str(poem), "--cell", "simple", "--epochs", "2", "--units", "16",
+                             "--sample-length", "10"])
+    assert set("".join(samples)) <= set(poem.read_text())
+    assert "characters" in capsys.readouterr().out
