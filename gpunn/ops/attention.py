@@ -1,0 +1,153 @@
+"""Scaled dot-product attention: softmax(Q K^T / sqrt(d)) V, forward and backward.
+
+Shapes: q (B, H, Lq, d), k (B, H, Lk, d), v (B, H, Lk, dv) -> out (B, H, Lq, dv).
+
+Masks: ``key_mask`` (B, Lk), True where a key may be attended (padding is
+False); ``causal`` lets query i see keys j <= i only. A masked key gets exactly
+zero weight; a query that may see no key at all gets zeros, not NaN.
+
+The forward pass also returns the log-sum-exp of each row of scores,
+lse_i = log sum_j exp(s_ij), which is all the backward pass needs to rebuild
+the probabilities p_ij = exp(s_ij - lse_i) -- so no L x L matrix has to be kept
+between the two passes. Backward, with D_i = sum_c dout_ic out_ic::
+
+    dV = P^T dOut        dP = dOut V^T        dS = P * (dP - D)
+    dQ = dS K scale      dK = dS^T Q scale
+
+The NumPy twin below computes the L x L scores plainly (the readable version);
+the CUDA kernels in ``cuda_kernels/attention.cu`` never store them.
+"""
+
+import math
+
+import numpy as np
+
+import gpunn.backend as backend
+from gpunn.backend import kernels
+
+MAX_HEAD_DIM = 128  # the kernels keep one query row (and its output) per thread
+
+
+def allowed(q_len, k_len, key_mask, causal, xp):
+    """Boolean (B or 1, 1, Lq, Lk): which scores are allowed (None when all are)."""
+    allow = None
+    if key_mask is not None:
+        allow = key_mask.astype(bool)[:, None, None, :]
+    if causal:
+        lower = xp.arange(k_len)[None, :] <= xp.arange(q_len)[:, None]
+        allow = lower[None, None] if allow is None else allow & lower[None, None]
+    return allow
+
+
+def probabilities(q, k, key_mask=None, causal=False, scale=None):
+    """(P, lse): the attention weights (B, H, Lq, Lk), zero where masked, and the row log-sum-exps."""
+    xp = backend.get_array_module(q)
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+    scores = (q @ k.swapaxes(-1, -2)) * scale
+    allow = allowed(q.shape[-2], k.shape[-2], key_mask, causal, xp)
+    if allow is not None:
+        scores = xp.where(allow, scores, -xp.inf)
+    row_max = scores.max(axis=-1, keepdims=True)
+    row_max = xp.where(xp.isfinite(row_max), row_max, 0)  # a fully masked row has max -inf
+    e = xp.exp(scores - row_max)
+    total = e.sum(axis=-1)
+    seen = total > 0  # False for a row with no allowed key
+    p = e / xp.where(seen, total, 1)[..., None]
+    lse = xp.where(seen, xp.log(xp.where(seen, total, 1)) + row_max[..., 0], xp.inf)
+    return p, lse
+
+
+def attention_forward_cpu(q, k, v, key_mask=None, causal=False, scale=None):
+    """(out, lse) = (P V, log-sum-exp of each row of scores)."""
+    p, lse = probabilities(q, k, key_mask, causal, scale)
+    return p @ v, lse
+
+
+def attention_backward_cpu(q, k, v, out, lse, dout, key_mask=None, causal=False, scale=None):
+    """(dq, dk, dv), rebuilding P from lse."""
+    xp = backend.get_array_module(q)
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+    scores = (q @ k.swapaxes(-1, -2)) * scale
+    allow = allowed(q.shape[-2], k.shape[-2], key_mask, causal, xp)
+    p = xp.exp(scores - lse[..., None])  # rows with lse = inf give 0
+    if allow is not None:
+        p = xp.where(allow, p, 0)
+    dv = p.swapaxes(-1, -2) @ dout
+    dp = dout @ v.swapaxes(-1, -2)
+    d = (dout * out).sum(axis=-1, keepdims=True)
+    ds = p * (dp - d)
+    return (ds @ k) * scale, (ds.swapaxes(-1, -2) @ q) * scale, dv
+
+
+# --- the fused CUDA kernels -----------------------------------------------------------------
+
+_fallback_said = False
+
+
+def kernel_fits(q, k, v, key_mask):
+    """The kernels take contiguous float32 on the GPU, head dims up to MAX_HEAD_DIM, a key-padding mask or none."""
+    global _fallback_said
+    if not kernels.takes(q, k, v):
+        return False
+    if max(q.shape[-1], v.shape[-1]) > MAX_HEAD_DIM:
+        if not _fallback_said:
+            print(f"gpunn: attention head dim {max(q.shape[-1], v.shape[-1])} is above the fused kernel's limit "
+                  f"{MAX_HEAD_DIM}; using the unfused path (it stores the L x L scores)")
+            _fallback_said = True
+        return False
+    return key_mask is None or key_mask.ndim == 2
+
+
+def _mask_args(q, k, key_mask):
+    xp = backend.xp
+    if key_mask is None:
+        return xp.ones((q.shape[0], k.shape[-2]), dtype=np.int8), np.int32(0)
+    return xp.ascontiguousarray(key_mask.astype(np.int8)), np.int32(1)
+
+
+ROWS_PER_BLOCK = 128
+
+
+def _launch(name, rows, heads, args):
+    """Grid (row blocks, B*H): every block works on one (batch, head), as the kernels expect."""
+    grid = (kernels.grid(rows, ROWS_PER_BLOCK), heads)
+    kernels.get_kernel("attention", name)(grid, (ROWS_PER_BLOCK,), args)
+
+
+def attention_forward_gpu(q, k, v, key_mask=None, causal=False, scale=None):
+    b, h, lq, d = q.shape
+    lk, dv = k.shape[-2], v.shape[-1]
+    scale = 1.0 / math.sqrt(d) if scale is None else scale
+    out = backend.xp.empty((b, h, lq, dv), dtype=q.dtype)
+    lse = backend.xp.empty((b, h, lq), dtype=q.dtype)
+    mask, has_mask = _mask_args(q, k, key_mask)
+    _launch("attention_forward", lq, b * h, (q, k, v, mask, out, lse, np.int64(b), np.int64(h), np.int64(lq),
+                                            np.int64(lk), np.int32(d), np.int32(dv), np.float32(scale), has_mask,
+                                            np.int32(bool(causal))))
+    return out, lse
+
+
+def attention_backward_gpu(q, k, v, out, lse, dout, key_mask=None, causal=False, scale=None):
+    b, h, lq, d = q.shape
+    lk, dv = k.shape[-2], v.shape[-1]
+    scale = 1.0 / math.sqrt(d) if scale is None else scale
+    xp = backend.xp
+    dout = xp.ascontiguousarray(dout)
+    delta = xp.ascontiguousarray((dout * out).sum(axis=-1))  # D_i, (B, H, Lq)
+    dq, dk, dvv = xp.empty_like(q), xp.empty_like(k), xp.empty_like(v)
+    mask, has_mask = _mask_args(q, k, key_mask)
+    shape = (np.int64(b), np.int64(h), np.int64(lq), np.int64(lk), np.int32(d), np.int32(dv), np.float32(scale),
+             has_mask, np.int32(bool(causal)))
+    _launch("attention_backward_dq", lq, b * h, (q, k, v, mask, lse, dout, delta, dq) + shape)
+    _launch("attention_backward_dkv", lk, b * h, (q, k, v, mask, lse, dout, delta, dk, dvv) + shape)
+    return dq, dk, dvv
+
+
+def attention_forward(q, k, v, key_mask=None, causal=False, scale=None):
+    fn = attention_forward_gpu if kernel_fits(q, k, v, key_mask) else attention_forward_cpu
+    return fn(q, k, v, key_mask, causal, scale)
+
+
+def attention_backward(q, k, v, out, lse, dout, key_mask=None, causal=False, scale=None):
+    fn = attention_backward_gpu if kernel_fits(q, k, v, key_mask) else attention_backward_cpu
+    return fn(q, k, v, out, lse, dout, key_mask, causal, scale)

@@ -1,0 +1,55 @@
+"""Every CUDA source compiles with NVRTC -- the compiler cupy.RawModule uses -- and gpunn's options.
+
+Needs only the NVRTC library (the `nvidia-cuda-nvrtc` wheel of the test extra), no GPU.
+"""
+
+import ctypes
+import ctypes.util
+import glob
+import os
+from pathlib import Path
+
+import pytest
+
+from gpunn.backend import kernels
+
+
+def find_nvrtc():
+    candidates = []
+    try:
+        import nvidia
+
+        for root in nvidia.__path__:
+            candidates += glob.glob(os.path.join(root, "cu1*", "lib", "libnvrtc.so*"))
+            candidates += glob.glob(os.path.join(root, "cuda_nvrtc", "lib", "libnvrtc.so*"))
+    except ImportError:
+        pass
+    found = ctypes.util.find_library("nvrtc")
+    if found:
+        candidates.append(found)
+    for path in candidates:
+        try:
+            return ctypes.CDLL(path)
+        except OSError:
+            continue
+    return None
+
+
+NVRTC = find_nvrtc()
+SOURCES = sorted(Path(kernels.kernel_dir()).glob("*.cu"))
+
+
+@pytest.mark.skipif(NVRTC is None, reason="no NVRTC library (pip install nvidia-cuda-nvrtc)")
+@pytest.mark.parametrize("path", SOURCES, ids=[p.name for p in SOURCES])
+@pytest.mark.parametrize("arch", ["compute_80", "compute_90"])
+def test_compiles_with_nvrtc(path, arch):
+    program = ctypes.c_void_p()
+    assert NVRTC.nvrtcCreateProgram(ctypes.byref(program), path.read_bytes(), path.name.encode(), 0, None, None) == 0
+    options = [o.encode() for o in kernels.NVRTC_OPTIONS] + [f"-arch={arch}".encode()]
+    status = NVRTC.nvrtcCompileProgram(program, len(options), (ctypes.c_char_p * len(options))(*options))
+    size = ctypes.c_size_t()
+    NVRTC.nvrtcGetProgramLogSize(program, ctypes.byref(size))
+    log = ctypes.create_string_buffer(size.value)
+    NVRTC.nvrtcGetProgramLog(program, log)
+    NVRTC.nvrtcDestroyProgram(ctypes.byref(program))
+    assert status == 0, log.value.decode()
