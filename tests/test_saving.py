@@ -12,6 +12,8 @@ from gpunn.callbacks import ModelCheckpoint
 from gpunn.layers import (GRU, LSTM, Activation, AvgPool2D, BatchNormalization, Bidirectional, Conv2D, Dense, Dropout,
                           Embedding, Flatten, GlobalAveragePooling2D, Layer, MaxPool2D, Maxout, PReLU, Reshape,
                           SimpleRNN, TimeDistributed, ZeroPadding2D)
+from gpunn.layers import (AdditiveAttention, GlobalAveragePooling1D, LayerNormalization, MultiHeadAttention,
+                          PositionalEncoding, Residual, TransformerEncoder)
 from gpunn.models import load_model
 from gpunn.regularizers import l2
 from gpunn.schedules import ExponentialDecay
@@ -28,6 +30,9 @@ MODELS = {
     "cnn": lambda: [ZeroPadding2D(1, input_shape=(2, 7, 7)), Conv2D(3, 3, strides=2, padding="same", activation="relu"),
                     BatchNormalization(), MaxPool2D(2, padding="same"), AvgPool2D(1), Conv2D(4, 1),
                     GlobalAveragePooling2D(), Dense(3, activation="softmax")],
+    "transformer": lambda: [Dense(8, input_shape=(6, 5)), PositionalEncoding(), TransformerEncoder(2, 4, 16),
+                            Residual([MultiHeadAttention(2, 4, value_dim=3), LayerNormalization()]),
+                            Residual(AdditiveAttention()), GlobalAveragePooling1D(), Dense(3, activation="softmax")],
     "rnn": lambda: [Embedding(9, 4, input_length=6), Bidirectional(LSTM(3, return_sequences=True), merge_mode="sum"),
                     GRU(4, reset_after=False, return_sequences=True), TimeDistributed(Dense(5, activation="tanh")),
                     SimpleRNN(3), Dense(3, activation="softmax")],

@@ -29,10 +29,14 @@ MAX_HEAD_DIM = 128  # the kernels keep one query row (and its output) per thread
 
 
 def allowed(q_len, k_len, key_mask, causal, xp):
-    """Boolean (B or 1, 1, Lq, Lk): which scores are allowed (None when all are)."""
+    """Boolean, broadcastable to (B, H, Lq, Lk): which scores are allowed (None when all are).
+
+    ``key_mask`` is (B, Lk) key padding, or any boolean array that broadcasts to (B, H, Lq, Lk)
+    (the twin takes those; the kernels only the first kind).
+    """
     allow = None
     if key_mask is not None:
-        allow = key_mask.astype(bool)[:, None, None, :]
+        allow = key_mask.astype(bool)[:, None, None, :] if key_mask.ndim == 2 else key_mask.astype(bool)
     if causal:
         lower = xp.arange(k_len)[None, :] <= xp.arange(q_len)[:, None]
         allow = lower[None, None] if allow is None else allow & lower[None, None]

@@ -96,7 +96,15 @@ def _numerical_gradient(cost, a, eps):
     return grad
 
 
+VANISHING = 1e-8
+
+
 def _difference(approx, grad):
+    """||approx - grad|| / (||approx|| + ||grad||); the plain ||approx - grad|| when both are
+    below VANISHING -- a gradient that is truly 0 (attention's key bias: softmax ignores a shift
+    shared by a whole row) leaves only rounding noise, whose ratio means nothing."""
     grad = backend.to_numpy(grad).astype(np.float64).reshape(approx.shape)
     denominator = np.linalg.norm(approx) + np.linalg.norm(grad)
-    return float(np.linalg.norm(approx - grad) / denominator) if denominator else 0.0
+    if denominator < VANISHING:
+        return float(np.linalg.norm(approx - grad))
+    return float(np.linalg.norm(approx - grad) / denominator)
