@@ -157,3 +157,18 @@ def test_head_dim_above_the_kernel_limit_falls_back_and_says_so(capsys):
     assert "above the fused kernel's limit" in capsys.readouterr().out
     np.testing.assert_allclose(backend.to_numpy(out), ops.attention_forward_cpu(*(backend.to_numpy(q),) * 3)[0],
                                rtol=1e-4, atol=1e-5)
+
+
+def test_transformer_example_runs_and_saves_a_heatmap(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    shared = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+    if not (shared / "fashion-mnist").is_dir():
+        pytest.skip("Fashion-MNIST files not present")
+    from gpunn.examples.transformer import main
+
+    monkeypatch.setenv("GPUNN_DATA_DIR", str(shared))
+    heatmap = tmp_path / "attention.png"
+    accuracy = main(["--epochs", "2", "--limit", "4000", "--depth", "32", "--heads", "2", "--ff-dim", "64",
+                     "--heatmap", str(heatmap)])
+    assert accuracy > 0.5 and heatmap.stat().st_size > 10_000

@@ -47,16 +47,18 @@ def probabilities(q, k, key_mask=None, causal=False, scale=None):
     """(P, lse): the attention weights (B, H, Lq, Lk), zero where masked, and the row log-sum-exps."""
     xp = backend.get_array_module(q)
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
-    scores = (q @ k.swapaxes(-1, -2)) * scale
+    s = q @ k.swapaxes(-1, -2)  # the L x L scores; the steps below work on them in place
+    s *= scale
     allow = allowed(q.shape[-2], k.shape[-2], key_mask, causal, xp)
     if allow is not None:
-        scores = xp.where(allow, scores, -xp.inf)
-    row_max = scores.max(axis=-1, keepdims=True)
+        s = xp.where(allow, s, -xp.inf)
+    row_max = s.max(axis=-1, keepdims=True)
     row_max = xp.where(xp.isfinite(row_max), row_max, 0)  # a fully masked row has max -inf
-    e = xp.exp(scores - row_max)
-    total = e.sum(axis=-1)
+    s -= row_max
+    p = xp.exp(s, out=s)
+    total = p.sum(axis=-1)
     seen = total > 0  # False for a row with no allowed key
-    p = e / xp.where(seen, total, 1)[..., None]
+    p /= xp.where(seen, total, 1)[..., None]
     lse = xp.where(seen, xp.log(xp.where(seen, total, 1)) + row_max[..., 0], xp.inf)
     return p, lse
 
@@ -71,15 +73,17 @@ def attention_backward_cpu(q, k, v, out, lse, dout, key_mask=None, causal=False,
     """(dq, dk, dv), rebuilding P from lse."""
     xp = backend.get_array_module(q)
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
-    scores = (q @ k.swapaxes(-1, -2)) * scale
+    p = q @ k.swapaxes(-1, -2)  # rebuilt in place: scores, then exp(scores - lse)
+    p *= scale
+    p -= lse[..., None]
+    xp.exp(p, out=p)  # rows with lse = inf give 0
     allow = allowed(q.shape[-2], k.shape[-2], key_mask, causal, xp)
-    p = xp.exp(scores - lse[..., None])  # rows with lse = inf give 0
     if allow is not None:
         p = xp.where(allow, p, 0)
     dv = p.swapaxes(-1, -2) @ dout
-    dp = dout @ v.swapaxes(-1, -2)
-    d = (dout * out).sum(axis=-1, keepdims=True)
-    ds = p * (dp - d)
+    ds = dout @ v.swapaxes(-1, -2)  # dP, turned into dS = P * (dP - D) in place
+    ds -= (dout * out).sum(axis=-1, keepdims=True)
+    ds *= p
     return (ds @ k) * scale, (ds.swapaxes(-1, -2) @ q) * scale, dv
 
 
