@@ -247,7 +247,7 @@ class Sequential:
         return totals.result()
 
     def predict(self, x, batch_size=32, verbose=0):
-        """The model's outputs for ``x``, as a NumPy array whatever the backend."""
+        """The model's outputs for ``x``, as a NumPy array whatever the backend (``verbose`` is accepted as in Keras)."""
         _check_positive_int("batch_size", batch_size, minimum=1)
         x, _ = self._check_data(x, None)
         x = backend.to_device(x)

@@ -92,7 +92,8 @@ class MultiHeadAttention(Layer):
 
     In a Sequential model the layer attends to its own input (self-attention). Called
     directly, ``layer(query, value, key=None, attention_mask=None, use_causal_mask=False,
-    return_attention_scores=False)`` does cross-attention as Keras does.
+    return_attention_scores=False)`` does cross-attention as Keras does; then ``backward(dy)``
+    returns dL/dquery and leaves all three input gradients in ``layer.input_grads``.
 
     Args:
         num_heads, key_dim: heads and the size of each query/key projection.
@@ -148,8 +149,7 @@ class MultiHeadAttention(Layer):
         if not self.built:
             self.build(tuple(query.shape[1:]), tuple(value.shape[1:]), tuple(key.shape[1:]))
         causal = self.use_causal_mask if use_causal_mask is None else use_causal_mask
-        out = self.attend(query, value, key, attention_mask, causal, training, return_attention_scores)
-        return out
+        return self.attend(query, value, key, attention_mask, causal, training, return_attention_scores)
 
     def forward(self, x, training=False):
         return self.attend(x, x, x, None, self.use_causal_mask, training, False)
