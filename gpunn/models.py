@@ -27,7 +27,7 @@ from gpunn import metrics as metrics_module
 from gpunn import optimizers as optimizers_module
 from gpunn import saving
 from gpunn.callbacks import Callback, History
-from gpunn.layers.base import Layer
+from gpunn.layers.base import Layer, layer_config
 from gpunn.utils.data import batch_slices
 
 
@@ -143,10 +143,7 @@ class Sequential:
             loss = self.loss.forward_fused(act.z, y_pred, y_true)
         else:
             loss = self.loss.forward(y_pred, y_true)
-        for layer in self.layers:
-            if layer.regularizers or layer.sublayers:
-                loss = loss + layer.regularization_loss()
-        return loss
+        return loss + sum(layer.regularization_loss() for layer in self.layers)
 
     def loss_gradient(self):
         """dJ/dA of the last layer's output -- or dJ/dZ when the activation is fused."""
@@ -336,7 +333,7 @@ class Sequential:
     def get_config(self):
         """The architecture as JSON-friendly data: each layer's class name and config."""
         return {"name": self.name,
-                "layers": [{"class_name": type(layer).__name__, "config": layer.get_config()} for layer in self.layers]}
+                "layers": [layer_config(layer) for layer in self.layers]}
 
     @classmethod
     def from_config(cls, config):

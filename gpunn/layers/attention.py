@@ -5,7 +5,7 @@ import math
 import numpy as np
 
 import gpunn.backend as backend
-from gpunn.layers.base import Layer, check_rank
+from gpunn.layers.base import Layer, as_layer, check_rank, layer_config
 from gpunn.layers.core import Dense, Dropout
 from gpunn.ops.attention import attention_backward, attention_forward, probabilities
 
@@ -309,9 +309,7 @@ class Residual(Layer):
 
     def __init__(self, layers, **kwargs):
         super().__init__(**kwargs)
-        from gpunn.layers.wrappers import _unwrap
-
-        self.sublayers = [_unwrap(layer) for layer in (layers if isinstance(layers, (list, tuple)) else [layers])]
+        self.sublayers = [as_layer(layer) for layer in (layers if isinstance(layers, (list, tuple)) else [layers])]
 
     def build(self, input_shape):
         super().build(input_shape)
@@ -337,8 +335,7 @@ class Residual(Layer):
 
     def get_config(self):
         return {**super().get_config(),
-                "layers": [{"class_name": type(layer).__name__, "config": layer.get_config()}
-                           for layer in self.sublayers]}
+                "layers": [layer_config(layer) for layer in self.sublayers]}
 
 
 class TransformerEncoder(Layer):

@@ -180,6 +180,20 @@ def check_rank(layer, x, rank, what):
         raise ValueError(f"Layer '{layer.name}' expects {rank}-D input {what}; received an array of shape {tuple(x.shape)}")
 
 
+def layer_config(layer):
+    """How a layer is written into a model's architecture: its class name and constructor arguments."""
+    return {"class_name": type(layer).__name__, "config": layer.get_config()}
+
+
+def as_layer(obj):
+    """A layer from itself or from its :func:`layer_config` form (as wrappers receive it when a model loads)."""
+    if isinstance(obj, Layer):
+        return obj
+    from gpunn.saving import layer_from_config  # saving imports the layers: import it when needed
+
+    return layer_from_config(obj)
+
+
 def config_of(obj):
     """A JSON-friendly form of an initializer/regularizer given as a name, a dict or an object."""
     return obj if obj is None or isinstance(obj, (str, dict)) else obj.get_config()

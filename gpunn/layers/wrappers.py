@@ -1,22 +1,9 @@
 """Layers that wrap another layer: Bidirectional and TimeDistributed."""
 
 import gpunn.backend as backend
-from gpunn.layers.base import Layer, check_rank
+from gpunn.layers.base import Layer, as_layer, check_rank, layer_config
 
 MERGE_MODES = ("concat", "sum", "mul", "ave")
-
-
-def _wrapped_config(layer):
-    return {"class_name": type(layer).__name__, "config": layer.get_config()}
-
-
-def _unwrap(layer):
-    """A layer object from itself or from its saved form (loading a model)."""
-    if isinstance(layer, Layer):
-        return layer
-    from gpunn.saving import layer_from_config
-
-    return layer_from_config(layer)
 
 
 class Bidirectional(Layer):
@@ -32,7 +19,7 @@ class Bidirectional(Layer):
     """
 
     def __init__(self, layer, merge_mode="concat", **kwargs):
-        layer = _unwrap(layer)
+        layer = as_layer(layer)
         if merge_mode not in MERGE_MODES:
             raise ValueError(f"Bidirectional: merge_mode must be one of {', '.join(MERGE_MODES)}; "
                              f"received merge_mode={merge_mode!r}")
@@ -101,7 +88,7 @@ class TimeDistributed(Layer):
 
     def __init__(self, layer, **kwargs):
         super().__init__(**kwargs)
-        self.layer = _unwrap(layer)
+        self.layer = as_layer(layer)
         self.sublayers = [self.layer]
 
     def build(self, input_shape):
@@ -124,4 +111,4 @@ class TimeDistributed(Layer):
         return None if dx is None else dx.reshape(self.bt + dx.shape[1:])
 
     def get_config(self):
-        return {**super().get_config(), "layer": _wrapped_config(self.layer)}
+        return {**super().get_config(), "layer": layer_config(self.layer)}
