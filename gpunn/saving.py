@@ -140,8 +140,8 @@ def _write(path, header, arrays):
 # --- reading -------------------------------------------------------------------------
 
 
-def _read(path, expected_format):
-    """(header, {name: numpy array}) from a gpunn file, refusing anything else."""
+def _read(path, formats):
+    """(header, {name: numpy array}) from a gpunn file holding one of ``formats``, refusing anything else."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"No gpunn file at {path}")
@@ -171,9 +171,9 @@ def _read(path, expected_format):
     if version > FORMAT_VERSION:
         raise ModelFileError(f"{path} was written by a newer gpunn (file format {version}); this gpunn reads "
                              f"format {FORMAT_VERSION} and older: upgrade gpunn to open it")
-    if header.get("format") != expected_format:
-        raise ModelFileError(f"{path} holds '{header.get('format')}', not '{expected_format}'"
-                             + (" (use load_weights for weights-only files)" if expected_format == "gpunn-model" else ""))
+    if header.get("format") not in formats:
+        hint = " (use load_weights for weights-only files)" if header.get("format") == "gpunn-weights" else ""
+        raise ModelFileError(f"{path} holds '{header.get('format')}', not {' or '.join(map(repr, formats))}{hint}")
     return header, arrays
 
 
@@ -181,7 +181,7 @@ def load_model(path, compile=True):
     """Rebuild the model saved at ``path`` on the current backend, compiled again if it was compiled."""
     from gpunn.models import Sequential
 
-    header, arrays = _read(path, "gpunn-model")
+    header, arrays = _read(path, ("gpunn-model",))
     model = Sequential.from_config(header["model"])
     model.build(tuple(header["input_shape"]))
     _set_weights(model, header, arrays, path)
@@ -196,12 +196,7 @@ def load_model(path, compile=True):
 
 def load_weights(model, path):
     """Load weights saved by :func:`save_weights` (or a whole model file) into ``model``, layer by layer."""
-    try:
-        header, arrays = _read(path, "gpunn-weights")
-    except ModelFileError as e:
-        if "holds 'gpunn-model'" not in str(e):
-            raise
-        header, arrays = _read(path, "gpunn-model")
+    header, arrays = _read(path, ("gpunn-weights", "gpunn-model"))
     if not model.built:
         model.build()
     _set_weights(model, header, arrays, path)
