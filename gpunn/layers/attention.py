@@ -66,13 +66,17 @@ class PositionalEncoding(Layer):
 
     Attention alone cannot tell positions apart; adding PE gives every position a
     distinct pattern whose relative offsets are linear functions of each other.
-    It has no weights; backward passes dy through unchanged.
+    It has no weights; backward passes dy through unchanged. The table is built once per
+    (length, depth) and kept on the device, so batches copy nothing from the host.
     """
 
     def forward(self, x, training=False):
         check_rank(self, x, 3, "(batch, time, features)")
-        pe = sinusoidal_encoding(x.shape[1], x.shape[2])
-        return x + backend.to_device(pe, dtype=x.dtype)
+        key = (x.shape[1], x.shape[2], x.dtype, backend.name)
+        if getattr(self, "table_key", None) != key:
+            self.table_key = key
+            self.table = backend.to_device(sinusoidal_encoding(x.shape[1], x.shape[2]), dtype=x.dtype)
+        return x + self.table
 
     def backward(self, dy):
         return dy

@@ -39,10 +39,12 @@ class Embedding(Layer):
 
     def forward(self, x, training=False):
         xp = backend.get_array_module(x)
-        if x.dtype.kind == "f" and not bool((x == xp.floor(x)).all()):
-            raise ValueError(f"Layer '{self.name}' expects integer ids; received non-integer values")
-        if x.size:
-            lo, hi = int(x.min()), int(x.max())
+        if x.size:  # one device-to-host copy for all three checks
+            lo, hi, fractional = backend.to_numpy(xp.stack([x.min(), x.max(), (x != xp.floor(x)).sum()])
+                                                  .astype(np.float64))
+            if fractional:
+                raise ValueError(f"Layer '{self.name}' expects integer ids; received non-integer values")
+            lo, hi = int(lo), int(hi)
             if lo < 0 or hi >= self.input_dim:
                 raise ValueError(f"Layer '{self.name}' expects ids in [0, {self.input_dim}); received ids from {lo} to "
                                  f"{hi} in an array of shape {tuple(x.shape)}")
