@@ -150,3 +150,15 @@ def test_lenet_learns_real_digits():
     model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(x[:8000], y[:8000], batch_size=128, epochs=3, verbose=0)
     assert model.evaluate(x[8000:], y[8000:])[1] > 0.95
+
+
+def test_lenet_plot_without_matplotlib_fails_before_training(monkeypatch, capsys):
+    import importlib.util
+
+    from gpunn.examples.lenet import main
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else real(name, *a))
+    with pytest.raises(SystemExit):
+        main(["--plot", "history.png"])  # stops before loading any data
+    assert "--plot needs matplotlib: pip install 'gpunn[plot]'" in capsys.readouterr().err

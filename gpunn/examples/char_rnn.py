@@ -89,7 +89,8 @@ def build_model(cell, units, seqlen, vocab):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m gpunn.examples.char_rnn", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--text", help="a UTF-8 text file (default: the Python standard library's docstrings)")
     parser.add_argument("--cell", choices=["lstm", "simple"], default="lstm")
     parser.add_argument("--seqlen", type=int, default=10)

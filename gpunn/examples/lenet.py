@@ -15,6 +15,7 @@ import numpy as np
 import gpunn
 from gpunn import backend
 from gpunn.callbacks import Callback
+from gpunn.examples.common import load_dataset, require_matplotlib
 from gpunn.layers import Conv2D, Dense, Flatten, MaxPool2D
 
 
@@ -34,7 +35,7 @@ def lenet5():
 
 def load(dataset, limit=None):
     """Images as float32 (N, 1, 28, 28) in [0, 1], labels as integers."""
-    (x_train, y_train), (x_test, y_test) = getattr(gpunn.datasets, dataset).load_data()
+    (x_train, y_train), (x_test, y_test) = load_dataset(dataset)
     if limit:
         x_train, y_train, x_test, y_test = x_train[:limit], y_train[:limit], x_test[:limit], y_test[:limit]
 
@@ -80,7 +81,8 @@ def plot_history(history, path):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m gpunn.examples.lenet", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", choices=["mnist", "fashion_mnist"], default="mnist")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=128)
@@ -90,15 +92,14 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--plot", metavar="PNG", help="save the loss/accuracy curves to this file")
     args = parser.parse_args(argv)
+    if args.plot:
+        require_matplotlib(parser, "--plot")
 
     if args.backend:
         backend.set_backend(args.backend)
     gpunn.utils.set_seed(args.seed)
     print(f"gpunn {gpunn.__version__} on {backend.current()}")
-    try:
-        (x_train, y_train), (x_test, y_test) = load(args.dataset, args.limit)
-    except gpunn.datasets.DatasetError as e:
-        raise SystemExit(f"error: {e}") from None
+    (x_train, y_train), (x_test, y_test) = load(args.dataset, args.limit)
     print(f"{args.dataset}: {len(x_train)} training and {len(x_test)} test images")
 
     model = lenet5()

@@ -14,6 +14,7 @@ import numpy as np
 
 import gpunn
 from gpunn import backend
+from gpunn.examples.common import load_dataset, require_matplotlib
 from gpunn.layers import Dense, GlobalAveragePooling1D, PositionalEncoding, TransformerEncoder
 
 
@@ -58,7 +59,8 @@ def save_heatmap(weights, image, path):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m gpunn.examples.transformer", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", choices=["fashion_mnist", "mnist"], default="fashion_mnist")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=128)
@@ -67,17 +69,17 @@ def main(argv=None):
     parser.add_argument("--heads", type=int, default=4)
     parser.add_argument("--ff-dim", type=int, default=128)
     parser.add_argument("--dropout", type=float, default=0.1)
-    parser.add_argument("--heatmap", default="attention.png", metavar="PNG")
+    parser.add_argument("--heatmap", default="attention.png", metavar="PNG",
+                        help="where to save the attention weights (needs matplotlib; '' for none)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.depth % args.heads:
         parser.error(f"--depth {args.depth} must be a multiple of --heads {args.heads}")
+    if args.heatmap:
+        require_matplotlib(parser, "--heatmap")
 
     gpunn.utils.set_seed(args.seed)
-    try:
-        (x, y), (xt, yt) = getattr(gpunn.datasets, args.dataset).load_data()
-    except gpunn.datasets.DatasetError as e:
-        raise SystemExit(f"error: {e}") from None
+    (x, y), (xt, yt) = load_dataset(args.dataset)
     if args.limit:
         x, y = x[:args.limit], y[:args.limit]
     x, xt = (x / 255.0).astype(np.float32), (xt / 255.0).astype(np.float32)

@@ -1,0 +1,19 @@
+"""What the example scripts share: loading a dataset, and checking for matplotlib before training."""
+
+import importlib.util
+
+import gpunn
+
+
+def load_dataset(name):
+    """``gpunn.datasets.<name>.load_data()``, or exit with the loader's message (where to put the files)."""
+    try:
+        return getattr(gpunn.datasets, name).load_data()
+    except gpunn.datasets.DatasetError as e:
+        raise SystemExit(f"error: {e}") from None
+
+
+def require_matplotlib(parser, option):
+    """Stop before any training when ``option`` needs matplotlib and it is missing."""
+    if importlib.util.find_spec("matplotlib") is None:
+        parser.error(f"{option} needs matplotlib: pip install 'gpunn[plot]' (or leave {option} out)")
