@@ -13,8 +13,9 @@ import argparse
 import numpy as np
 
 import gpunn.backend as backend
-from benchmarks.common import header, load_torch, table, time_fn, torch_time_fn
+from benchmarks.common import header, load_torch, table, torch_time_fn
 from gpunn.ops import attention as ops
+from gpunn.utils import time_fn
 
 
 def peak_bytes(fn):

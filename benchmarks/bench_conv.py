@@ -11,9 +11,10 @@ import argparse
 import numpy as np
 
 import gpunn.backend as backend
-from benchmarks.common import header, load_torch, table, time_fn, torch_time_fn
+from benchmarks.common import header, load_torch, table, torch_time_fn
 from gpunn.layers import Conv2D
 from gpunn.ops.im2col import im2col
+from gpunn.utils import time_fn
 
 
 def main():

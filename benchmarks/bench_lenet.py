@@ -15,9 +15,10 @@ import numpy as np
 
 import gpunn
 import gpunn.backend as backend
-from benchmarks.common import header, load_torch, table, time_fn, torch_time_fn
+from benchmarks.common import header, load_torch, table, torch_time_fn
 from gpunn.datasets import DatasetError
 from gpunn.examples.lenet import lenet5, load
+from gpunn.utils import time_fn
 
 
 def torch_lenet(torch):

@@ -12,8 +12,9 @@ import argparse
 import numpy as np
 
 import gpunn.backend as backend
-from benchmarks.common import header, load_torch, table, time_fn, torch_time_fn
+from benchmarks.common import header, load_torch, table, torch_time_fn
 from gpunn.layers import LSTM
+from gpunn.utils import time_fn
 
 
 def check_against_torch(torch, device, layer, x_host, dy_host, out, dx):

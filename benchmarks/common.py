@@ -1,7 +1,7 @@
-"""Timing helpers shared by the benchmark scripts: check first, warm up, then time.
+"""What the benchmark scripts share: PyTorch timing beside gpunn's, the header and the table.
 
-On the GPU, time is read with CUDA events (what the device did, not what Python
-waited for); on the CPU with perf_counter. Each result is the median of the repeats.
+gpunn is timed with :func:`gpunn.utils.time_fn` (CUDA events on the GPU, perf_counter
+on the CPU, the median of the repeats); PyTorch the same way with its own events.
 """
 
 import statistics
@@ -13,28 +13,8 @@ from pathlib import Path
 import gpunn.backend as backend
 
 
-def time_fn(fn, warmup=3, repeat=20):
-    """Median seconds of ``fn()`` after ``warmup`` calls."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeat):
-        if backend.is_gpu():
-            start, stop = backend.xp.cuda.Event(), backend.xp.cuda.Event()
-            start.record()
-            fn()
-            stop.record()
-            stop.synchronize()
-            times.append(backend.xp.cuda.get_elapsed_time(start, stop) / 1e3)
-        else:
-            t0 = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 def torch_time_fn(torch, device, fn, warmup=3, repeat=20):
-    """The same for a PyTorch function, with torch's CUDA events on a GPU."""
+    """Median seconds of a PyTorch function, like gpunn.utils.time_fn, with torch's CUDA events on a GPU."""
     for _ in range(warmup):
         fn()
     times = []

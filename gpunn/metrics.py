@@ -13,6 +13,8 @@ several mean categorical.
 
 import numpy as np
 
+import gpunn.backend as backend
+
 
 class Metric:
     name = None
@@ -78,3 +80,24 @@ METRICS_FOR_LOSS = {
     "categorical_crossentropy": "categorical_accuracy",
     "sparse_categorical_crossentropy": "sparse_categorical_accuracy",
 }
+
+
+def confusion_matrix(y_true, y_pred, num_classes=None):
+    """C[i, j] = how many examples of true class i were predicted as class j (a NumPy int64 array).
+
+    ``y_true`` and ``y_pred`` are integer labels of the same length -- for a
+    softmax model, ``model.predict(x).argmax(axis=-1)``. The diagonal holds the
+    right answers; row i, off the diagonal, shows what class i is mistaken for.
+    """
+    y_true = backend.to_numpy(y_true).astype(np.int64).ravel()
+    y_pred = backend.to_numpy(y_pred).astype(np.int64).ravel()
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"confusion_matrix: y_true and y_pred must hold one label per example; received "
+                         f"{y_true.size} and {y_pred.size} labels")
+    if num_classes is None:
+        num_classes = int(max(y_true.max(initial=-1), y_pred.max(initial=-1))) + 1
+    if y_true.size and (min(y_true.min(), y_pred.min()) < 0 or max(y_true.max(), y_pred.max()) >= num_classes):
+        raise ValueError(f"confusion_matrix: labels must be in [0, {num_classes}); received labels from "
+                         f"{min(y_true.min(), y_pred.min())} to {max(y_true.max(), y_pred.max())}")
+    return np.bincount(y_true * num_classes + y_pred, minlength=num_classes * num_classes).reshape(num_classes,
+                                                                                                   num_classes)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gpunn.datasets import DatasetError, core, fashion_mnist, mnist
+from gpunn.datasets import DatasetError, core, fashion_mnist, mnist, toy
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 
@@ -143,3 +143,35 @@ def test_real_fashion_mnist_trains_an_mlp(monkeypatch):
 def test_real_mnist_test_set_checksums():
     for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
         assert core.sha256(SHARED / "mnist-t10k" / name) == mnist.FILES[name]
+
+
+@pytest.mark.parametrize("make", [toy.make_moons, toy.make_circles, toy.make_flower])
+def test_toy_datasets_shapes_balance_and_seed(make):
+    x, y = make(301, seed=5)
+    assert x.shape == (301, 2) and x.dtype == np.float32 and y.shape == (301,) and y.dtype == np.int64
+    assert set(np.unique(y)) == {0, 1} and 0.3 < y.mean() < 0.7
+    x2, y2 = make(301, seed=5)
+    np.testing.assert_array_equal(x, x2)
+    np.testing.assert_array_equal(y, y2)
+    assert not np.array_equal(x, make(301, seed=6)[0])
+
+
+def test_toy_circles_are_two_radii_and_moons_not_linearly_separable():
+    x, y = toy.make_circles(200, noise=0.0, factor=0.4)
+    radius = np.linalg.norm(x, axis=1)
+    np.testing.assert_allclose(radius[y == 0], 1.0, atol=1e-6)
+    np.testing.assert_allclose(radius[y == 1], 0.4, atol=1e-6)
+    # the best least-squares line misclassifies some moons: they need a hidden layer
+    xm, ym = toy.make_moons(400, noise=0.0)
+    a = np.c_[xm, np.ones(len(xm))]
+    w = np.linalg.lstsq(a, 2.0 * ym - 1, rcond=None)[0]
+    assert ((a @ w > 0) == ym).mean() < 0.95
+
+
+def test_toy_bad_arguments_are_named():
+    with pytest.raises(ValueError, match="make_moons: n_samples"):
+        toy.make_moons(1)
+    with pytest.raises(ValueError, match="make_circles: factor"):
+        toy.make_circles(10, factor=1.5)
+    with pytest.raises(ValueError, match="make_flower: noise"):
+        toy.make_flower(10, noise=-1)

@@ -15,8 +15,9 @@ import numpy as np
 import gpunn
 from gpunn import backend
 from gpunn.callbacks import Callback
-from gpunn.examples.common import load_dataset, require_matplotlib
+from gpunn.examples.common import load_dataset, require_matplotlib, save_figure
 from gpunn.layers import Conv2D, Dense, Flatten, MaxPool2D
+from gpunn.plotting import plot_history
 
 
 def lenet5():
@@ -60,26 +61,6 @@ class EpochTimer(Callback):
         self.times.append(time.perf_counter() - self.start)
 
 
-def plot_history(history, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
-    epochs = np.arange(1, len(history.epoch) + 1)
-    for key, ax in (("loss", ax_loss), ("accuracy", ax_acc)):
-        ax.plot(epochs, history.history[key], "o-", label="train")
-        if f"val_{key}" in history.history:
-            ax.plot(epochs, history.history[f"val_{key}"], "o-", label="test")
-        ax.set_xlabel("epoch")
-        ax.set_title(key)
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m gpunn.examples.lenet", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -113,7 +94,7 @@ def main(argv=None):
     loss, accuracy = model.evaluate(x_test, y_test, batch_size=1000)
     print(f"test accuracy: {accuracy:.4f} (loss {loss:.4f})")
     if args.plot:
-        plot_history(history, args.plot)
+        save_figure(plot_history(history), args.plot)
         print(f"curves saved to {args.plot}")
     return accuracy
 

@@ -14,8 +14,9 @@ import numpy as np
 
 import gpunn
 from gpunn import backend
-from gpunn.examples.common import load_dataset, require_matplotlib
+from gpunn.examples.common import load_dataset, require_matplotlib, save_figure
 from gpunn.layers import Dense, GlobalAveragePooling1D, PositionalEncoding, TransformerEncoder
+from gpunn.plotting import plot_attention
 
 
 def build_model(depth, heads, ff_dim, dropout):
@@ -36,26 +37,6 @@ def attention_map(model, image):
     attention = model.layers[2].attention_block.sublayers[0]
     _, scores = attention(x, return_attention_scores=True)
     return backend.to_numpy(scores[0])
-
-
-def save_heatmap(weights, image, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    heads = len(weights)
-    fig, axes = plt.subplots(1, heads + 1, figsize=(3.2 * (heads + 1), 3.4))
-    axes[0].imshow(image, cmap="gray")
-    axes[0].set_title("input (rows = time steps)")
-    for h, ax in enumerate(axes[1:]):
-        ax.imshow(weights[h], cmap="viridis")
-        ax.set_title(f"head {h + 1}")
-        ax.set_xlabel("key row")
-        ax.set_ylabel("query row")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def main(argv=None):
@@ -91,7 +72,8 @@ def main(argv=None):
     loss, accuracy = model.evaluate(xt, yt, batch_size=500)
     print(f"test accuracy: {accuracy:.4f} (loss {loss:.4f})")
     if args.heatmap:
-        save_heatmap(attention_map(model, xt[0]), xt[0], args.heatmap)
+        save_figure(plot_attention(attention_map(model, xt[0]), image=xt[0], xlabel="key row", ylabel="query row"),
+                    args.heatmap)
         print(f"attention weights of test image 0 saved to {args.heatmap}")
     return accuracy
 

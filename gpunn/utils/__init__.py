@@ -1,10 +1,11 @@
-"""Helpers for students: gradient checking, one-hot labels, mini-batches, seeding."""
+"""Helpers for students: gradient checking, one-hot labels, mini-batches, seeding, timing."""
 
 import numpy as np
 
 import gpunn.backend as backend
 from gpunn.utils.data import batch_slices, random_mini_batches, to_categorical
 from gpunn.utils.gradcheck import gradcheck
+from gpunn.utils.timing import elapsed, format_profile, profile_layers, time_fn
 
 
 def set_seed(seed):
@@ -13,4 +14,5 @@ def set_seed(seed):
     np.random.seed(seed)
 
 
-__all__ = ["batch_slices", "gradcheck", "random_mini_batches", "set_seed", "to_categorical"]
+__all__ = ["batch_slices", "elapsed", "format_profile", "gradcheck", "profile_layers", "random_mini_batches", "set_seed",
+           "time_fn", "to_categorical"]
