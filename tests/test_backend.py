@@ -82,6 +82,15 @@ def test_set_backend_at_run_time(monkeypatch):
     assert str(backend.current()) == "numpy (CPU)"
 
 
+def test_available_backends(tmp_path, monkeypatch):
+    out = run_python("import gpunn; print(gpunn.backend.available())", {"GPUNN_BACKEND": "numpy"}, tmp_path,
+                     fake_cupy=NO_DEVICE_CUPY)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "['numpy']"
+    monkeypatch.setitem(sys.modules, "cupy", None)
+    assert backend.available() == ["numpy"]
+
+
 def test_bad_device_index():
     with pytest.raises(ValueError, match="GPUNN_DEVICE"):
         backend.set_backend("numpy", device="first")
@@ -129,3 +138,8 @@ def test_wheel_ships_the_cuda_sources(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     expected = {f"gpunn/cuda_kernels/{p.name}" for p in (ROOT / "cuda_kernels").glob("*.cu")}
     assert expected and expected <= names, f"missing from the wheel: {expected - names}"
+
+
+@pytest.mark.gpu
+def test_available_lists_cupy_on_a_gpu():
+    assert backend.available() == ["numpy", "cupy"]

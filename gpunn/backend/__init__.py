@@ -136,6 +136,12 @@ def current():
     return Backend("cupy", f"GPU {device_id}: {gpu}")
 
 
+def available():
+    """The backends this machine can run: always 'numpy', then 'cupy' when CuPy imports and sees a GPU."""
+    device = device_id if device_id is not None else _parse_device(os.environ.get("GPUNN_DEVICE", "0"))
+    return ["numpy"] + (["cupy"] if _find_cupy(device)[0] is not None else [])
+
+
 def is_gpu():
     """True when arrays live on a GPU."""
     return _cupy is not None
