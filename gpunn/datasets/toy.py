@@ -52,13 +52,15 @@ def make_circles(n_samples=300, noise=0.05, factor=0.5, seed=0):
 def make_flower(n_samples=400, petals=4, noise=0.2, seed=0):
     """The course's "planar" flower: 2 * petals petals, alternately class 0 and class 1.
 
-    A point at angle t lies at radius r = petals * sin(petals * t) (a rose curve);
-    the sign of sin(petals * t) -- which petal it is on -- decides its class. ``noise`` is
-    relative to the petal length.
+    A point at angle t lies at distance |r| from the centre, r = petals * sin(petals * t)
+    (a rose curve); the sign of r -- which petal it is on -- decides its class. ``noise``
+    jitters the angle and the distance before the point is placed.
     """
     _check(n_samples, noise, "make_flower")
     rng = np.random.default_rng(seed)
     t = rng.uniform(0, 2 * np.pi, n_samples)
     r = petals * np.sin(petals * t)
-    points = np.stack([np.abs(r) * np.sin(t), np.abs(r) * np.cos(t)], 1)
-    return _finish(points, (r > 0).astype(np.int64), noise * petals, rng)
+    labels = r > 0
+    t = t + noise * rng.standard_normal(n_samples)
+    distance = np.abs(r) + noise * rng.standard_normal(n_samples)
+    return _finish(np.stack([distance * np.sin(t), distance * np.cos(t)], 1), labels, 0.0, rng)

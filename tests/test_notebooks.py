@@ -1,0 +1,95 @@
+"""The course notebooks: stored clean, public API only, and executed top to bottom (headless, nbclient).
+
+Each notebook has one cell tagged ``parameters`` holding its size knobs. The
+test runs a copy with a cell of smaller sizes inserted right after it (the
+papermill convention), so the whole set runs in a few minutes on a CPU; the
+``slow`` test runs them at their own sizes. The notebooks check their own
+results with ``assert`` (a hand-written gradient equals gpunn's, a model beats
+chance...), so a notebook that runs is a notebook that is right.
+"""
+
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+pytest.importorskip("ipykernel")
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+
+# Sizes for the test run: small enough for CI, large enough for every notebook's own checks.
+SMALL = {
+    "01_logistic_regression": {"N_SAMPLES": 200, "ITERATIONS": 600},
+    "02_deep_networks": {"N_SAMPLES": 200, "ITERATIONS": 300, "EPOCHS": 60},
+}
+
+
+def notebook_names():
+    return sorted(p.stem for p in NOTEBOOKS.glob("*.ipynb"))
+
+
+def read(name):
+    return nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+
+
+def parameters_index(nb):
+    tagged = [i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1, f"expected one cell tagged 'parameters', found {len(tagged)}"
+    return tagged[0]
+
+
+def execute(name, overrides, workdir, timeout=600):
+    """Run notebook ``name`` in ``workdir`` with ``overrides`` injected after its parameters cell."""
+    nb = read(name)
+    index = parameters_index(nb)
+    if overrides:
+        source = "# injected by tests/test_notebooks.py\n" + "\n".join(f"{k} = {v!r}" for k, v in overrides.items())
+        nb.cells.insert(index + 1, nbformat.v4.new_code_cell(source))
+    client = nbclient.NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                                     resources={"metadata": {"path": str(workdir)}})
+    client.execute()
+    return nb
+
+
+def test_the_seven_notebooks_are_there():
+    assert notebook_names() == sorted(SMALL), "every notebook needs test sizes in SMALL (and nothing else)"
+    assert len(SMALL) == 7
+
+
+@pytest.mark.parametrize("name", notebook_names())
+def test_stored_clean_with_one_parameters_cell(name):
+    nb = read(name)
+    nbformat.validate(nb)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(c.outputs == [] and c.execution_count is None for c in code), "strip the outputs before committing"
+    params = nb.cells[parameters_index(nb)]
+    names = set(re.findall(r"^([A-Z_][A-Z0-9_]*)\s*=", params.source, re.M))
+    assert set(SMALL[name]) <= names, f"test sizes {sorted(set(SMALL[name]) - names)} are not knobs of {name}"
+
+
+@pytest.mark.parametrize("name", notebook_names())
+def test_uses_only_public_api(name):
+    source = "\n".join(c.source for c in read(name).cells if c.cell_type == "code")
+    private = re.findall(r"\bgpunn(?:\.\w+)*\.(?!__)_\w+|from gpunn[\w.]* import[^\n]*\b(?!__)_\w+", source)
+    assert not private, f"{name} reaches into gpunn's internals: {private}"
+    assert "sys.path" not in source
+
+
+@pytest.mark.parametrize("name", notebook_names())
+def test_runs_top_to_bottom(name, tmp_path):
+    nb = execute(name, SMALL[name], tmp_path)
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert not errors
+    assert any(o.output_type == "display_data" and "image/png" in o.data
+               for c in nb.cells if c.cell_type == "code" for o in c.outputs), "no figure was drawn"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", notebook_names())
+def test_runs_at_full_size(name, tmp_path):
+    start = time.perf_counter()
+    execute(name, {}, tmp_path, timeout=3600)
+    print(f"{name}: {time.perf_counter() - start:.0f} s at its own sizes")
