@@ -24,6 +24,7 @@ NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 SMALL = {
     "01_logistic_regression": {"N_SAMPLES": 200, "ITERATIONS": 600},
     "02_deep_networks": {"N_SAMPLES": 200, "ITERATIONS": 300, "EPOCHS": 60},
+    "03_optimization_and_regularization": {"N_SAMPLES": 200, "N_DEV": 200, "N_FEW": 30, "EPOCHS": 8, "PATH_STEPS": 20},
 }
 
 
