@@ -15,6 +15,7 @@ lists the layers it holds in ``self.sublayers``. An optimizer, a checkpoint or
 """
 
 import itertools
+import re
 from collections import defaultdict
 
 import numpy as np
@@ -26,7 +27,8 @@ _name_counters = defaultdict(itertools.count)
 
 
 def _snake_case(name):
-    return "".join("_" + c.lower() if c.isupper() and i else c.lower() for i, c in enumerate(name))
+    """Keras's default layer names: 'Conv2D' -> 'conv2d', 'SimpleRNN' -> 'simple_rnn'."""
+    return re.sub(r"(?<=[a-z])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower()
 
 
 class Layer:
