@@ -8,6 +8,7 @@ results with ``assert`` (a hand-written gradient equals gpunn's, a model beats
 chance...), so a notebook that runs is a notebook that is right.
 """
 
+import os
 import re
 import time
 from pathlib import Path
@@ -19,6 +20,7 @@ nbclient = pytest.importorskip("nbclient")
 pytest.importorskip("ipykernel")
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"  # the repository's offline copies
 
 # Sizes for the test run: small enough for CI, large enough for every notebook's own checks.
 SMALL = {
@@ -80,8 +82,15 @@ def test_uses_only_public_api(name):
     assert "sys.path" not in source
 
 
+@pytest.fixture
+def data_dir(monkeypatch):
+    """The kernel inherits the environment: point the dataset loaders at the offline copies when there are some."""
+    if "GPUNN_DATA_DIR" not in os.environ and SHARED.is_dir():
+        monkeypatch.setenv("GPUNN_DATA_DIR", str(SHARED))
+
+
 @pytest.mark.parametrize("name", notebook_names())
-def test_runs_top_to_bottom(name, tmp_path):
+def test_runs_top_to_bottom(name, tmp_path, data_dir):
     nb = execute(name, SMALL[name], tmp_path)
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert not errors
@@ -91,7 +100,7 @@ def test_runs_top_to_bottom(name, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", notebook_names())
-def test_runs_at_full_size(name, tmp_path):
+def test_runs_at_full_size(name, tmp_path, data_dir):
     start = time.perf_counter()
     execute(name, {}, tmp_path, timeout=3600)
     print(f"{name}: {time.perf_counter() - start:.0f} s at its own sizes")
