@@ -34,7 +34,7 @@ def attention_map(model, image):
     x = backend.to_device(image[None])
     for layer in model.layers[:2]:
         x = layer.forward(x)
-    attention = model.layers[2].attention_block.sublayers[0]
+    attention = model.layers[2].attention
     _, scores = attention(x, return_attention_scores=True)
     return backend.to_numpy(scores[0])
 

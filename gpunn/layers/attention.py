@@ -348,6 +348,8 @@ class TransformerEncoder(Layer):
         x = LayerNorm(x + Dropout(MultiHeadAttention(x)))
         y = LayerNorm(x + Dropout(Dense(d)(Dense(ff_dim, relu)(x))))      (position-wise feed-forward)
 
+    After building, ``encoder.attention`` is its MultiHeadAttention layer (to look at its weights).
+
     Args:
         num_heads, key_dim: of the self-attention.
         ff_dim: the hidden size of the feed-forward network.
@@ -365,9 +367,10 @@ class TransformerEncoder(Layer):
             raise ValueError(f"Layer '{self.name}' expects samples of shape (time, features); received {input_shape}")
         depth = input_shape[-1]
         p = self.name
-        self.attention_block = Residual([MultiHeadAttention(self.num_heads, self.key_dim,
-                                                            use_causal_mask=self.use_causal_mask, name=f"{p}_attention"),
-                                         Dropout(self.dropout, name=f"{p}_dropout_1")], name=f"{p}_residual_1")
+        self.attention = MultiHeadAttention(self.num_heads, self.key_dim, use_causal_mask=self.use_causal_mask,
+                                            name=f"{p}_attention")
+        self.attention_block = Residual([self.attention, Dropout(self.dropout, name=f"{p}_dropout_1")],
+                                        name=f"{p}_residual_1")
         self.norm_1 = LayerNormalization(name=f"{p}_norm_1")
         self.feed_forward = Residual([Dense(self.ff_dim, activation="relu", name=f"{p}_ff_1"),
                                       Dense(depth, name=f"{p}_ff_2"), Dropout(self.dropout, name=f"{p}_dropout_2")],
