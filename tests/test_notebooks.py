@@ -29,7 +29,8 @@ SMALL = {
     "03_optimization_and_regularization": {"N_SAMPLES": 200, "N_DEV": 200, "N_FEW": 30, "EPOCHS": 8, "PATH_STEPS": 20},
     "04_convolutions_and_lenet": {"TRAIN_SAMPLES": 3000, "TEST_SAMPLES": 500, "EPOCHS": 2, "TIMING_BATCH": 8},
     "05_sequence_models": {"TEXT_CHARS": 8000, "UNITS": 32, "EPOCHS": 2, "SAMPLE_LENGTH": 40},
-    "06_attention_and_transformers": {"TRAIN_SAMPLES": 2000, "TEST_SAMPLES": 500, "EPOCHS": 1, "DEPTH": 32},
+    "06_attention_and_transformers": {"TRAIN_SAMPLES": 2000, "TEST_SAMPLES": 500, "EPOCHS": 2, "DEPTH": 32},
+    "07_backends_and_kernels": {"BATCH": 8, "REPEAT": 3, "LARGEST": 10 ** 5},
 }
 
 

@@ -40,7 +40,7 @@ def profile_layers(model, x, y, warmup=2, repeat=10):
     """Where one training step of a compiled ``model`` spends its time, layer by layer.
 
     Runs the step as ``fit`` does -- forward with ``training=True``, the loss, its
-    gradient, backward -- timing every piece separately, ``repeat`` times after
+    gradient, backward (without dL/dx of the data) -- timing every piece separately, ``repeat`` times after
     ``warmup`` steps. Weights are not updated. Returns one dict per row, forward
     order, with the median milliseconds: ``{"layer", "type", "output_shape",
     "forward_ms", "backward_ms"}``; the loss is the last row.
@@ -49,6 +49,7 @@ def profile_layers(model, x, y, warmup=2, repeat=10):
         raise RuntimeError("profile_layers times the loss too: call model.compile(optimizer=..., loss=...) first")
     x, y = model._check_data(x, y)
     x, y = backend.to_device(x), backend.to_device(y)
+    model.layers[0].needs_input_grad = False  # as in train_step: nothing uses dL/dx of the data
     names = [layer.name for layer in model.layers] + ["loss"]
     forward = {name: [] for name in names}
     backward = {name: [] for name in names}
