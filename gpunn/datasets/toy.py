@@ -18,10 +18,9 @@ def _check(n_samples, noise, name):
         raise ValueError(f"{name}: noise must be >= 0; received noise={noise!r}")
 
 
-def _finish(points, labels, noise, rng):
-    x = points + noise * rng.standard_normal(points.shape)
-    order = rng.permutation(len(x))
-    return x[order].astype(np.float32), labels[order].astype(np.int64)
+def _shuffled(points, labels, rng):
+    order = rng.permutation(len(points))
+    return points[order].astype(np.float32), labels[order].astype(np.int64)
 
 
 def make_moons(n_samples=300, noise=0.2, seed=0):
@@ -32,7 +31,8 @@ def make_moons(n_samples=300, noise=0.2, seed=0):
     t0, t1 = np.linspace(0, np.pi, n0), np.linspace(0, np.pi, n_samples - n0)
     points = np.concatenate([np.stack([np.cos(t0), np.sin(t0)], 1),
                              np.stack([1 - np.cos(t1), 0.5 - np.sin(t1)], 1)])
-    return _finish(points, np.repeat([0, 1], [n0, n_samples - n0]), noise, rng)
+    points = points + noise * rng.standard_normal(points.shape)
+    return _shuffled(points, np.repeat([0, 1], [n0, n_samples - n0]), rng)
 
 
 def make_circles(n_samples=300, noise=0.05, factor=0.5, seed=0):
@@ -46,7 +46,8 @@ def make_circles(n_samples=300, noise=0.05, factor=0.5, seed=0):
     t1 = np.linspace(0, 2 * np.pi, n_samples - n0, endpoint=False)
     points = np.concatenate([np.stack([np.cos(t0), np.sin(t0)], 1),
                              factor * np.stack([np.cos(t1), np.sin(t1)], 1)])
-    return _finish(points, np.repeat([0, 1], [n0, n_samples - n0]), noise, rng)
+    points = points + noise * rng.standard_normal(points.shape)
+    return _shuffled(points, np.repeat([0, 1], [n0, n_samples - n0]), rng)
 
 
 def make_flower(n_samples=400, petals=4, noise=0.2, seed=0):
@@ -63,4 +64,4 @@ def make_flower(n_samples=400, petals=4, noise=0.2, seed=0):
     labels = r > 0
     t = t + noise * rng.standard_normal(n_samples)
     distance = np.abs(r) + noise * rng.standard_normal(n_samples)
-    return _finish(np.stack([distance * np.sin(t), distance * np.cos(t)], 1), labels, 0.0, rng)
+    return _shuffled(np.stack([distance * np.sin(t), distance * np.cos(t)], 1), labels, rng)
