@@ -26,6 +26,48 @@ def xp(request):
     backend.set_backend("numpy")
 
 
+class KernelDevice:
+    """Where a kernel test runs gpunn's CUDA kernels, and how arrays get there and back."""
+
+    def __init__(self, name, xp):
+        self.name, self.xp = name, xp
+
+    def asarray(self, a):
+        return self.xp.asarray(a)
+
+    def to_numpy(self, a):
+        return backend.to_numpy(a)
+
+
+@pytest.fixture(params=["host", pytest.param("cupy", marks=pytest.mark.gpu)])
+def kernel_device(request, monkeypatch):
+    """Each CUDA kernel test runs twice: on the GPU through CuPy, and on the CPU through
+    tests/host_cuda.py (the same .cu sources and launch code, compiled for the host).
+    Either way, arrays the ops allocate with empty/empty_like start as NaN."""
+    if request.param == "host":
+        from tests import host_cuda
+
+        if host_cuda.COMPILER is None:
+            pytest.skip("no C++ compiler (g++ or clang++) to run the kernels on the host")
+        host_cuda.install(monkeypatch)
+        yield KernelDevice("host", np)
+        return
+    import cupy
+
+    backend.set_backend("cupy")
+    real_empty = cupy.empty
+
+    def poisoned_empty(*args, **kwargs):
+        out = real_empty(*args, **kwargs)
+        out.fill(np.nan)
+        return out
+
+    monkeypatch.setattr(cupy, "empty", poisoned_empty)
+    monkeypatch.setattr(cupy, "empty_like", lambda a, dtype=None: poisoned_empty(a.shape, dtype=dtype or a.dtype))
+    yield KernelDevice("cupy", cupy)
+    backend.set_backend("numpy")
+
+
 @pytest.fixture(autouse=True)
 def _numpy_backend_and_seed():
     """Every test starts on NumPy with a fixed seed, whatever the environment says."""

@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-import gpunn.backend as backend
-from gpunn.ops.im2col import Geometry, col2im, col2im_cpu, conv_output_size, im2col, im2col_cpu, resolve_padding
+from gpunn.backend import kernels
+from gpunn.ops.im2col import (Geometry, col2im_cpu, col2im_gpu, conv_output_size, im2col_cpu, im2col_gpu,
+                               resolve_padding)
 
 rng = np.random.default_rng(4)
 
@@ -47,30 +48,31 @@ def test_output_size_and_same_padding():
     assert resolve_padding("valid", 7, 3, 1) == (0, 0) and resolve_padding(2, 7, 3, 1) == (2, 2)
 
 
-@pytest.mark.gpu
 @pytest.mark.parametrize("case", CASES + [((5, 7, 33, 31), (5, 5), (1, 1), ((2, 2), (2, 2)), (1, 1)),
                                           ((3, 16, 65, 17), (3, 3), (2, 1), ((1, 1), (0, 0)), (1, 1))])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_kernels_match_twin_with_poisoned_outputs(case, dtype, monkeypatch):
+def test_kernels_match_twin_with_poisoned_outputs(case, dtype, kernel_device):
     """The CUDA kernels equal the NumPy twin; outputs start as NaN, so an unwritten element fails."""
-    import cupy
-
-    backend.set_backend("cupy")
     shape, k, s, pads, d = case
     g = Geometry(shape, k, s, pads, d)
     x = rng.standard_normal(shape).astype(dtype)
     y = rng.standard_normal(g.col_shape).astype(dtype)
-    real_empty = cupy.empty
-
-    def poisoned_empty(shape, dtype=np.float64):
-        out = real_empty(shape, dtype=dtype)
-        out.fill(np.nan)
-        return out
-
-    monkeypatch.setattr(cupy, "empty", poisoned_empty)
+    dev = kernel_device
     for fill in (0.0, -np.inf):
-        np.testing.assert_array_equal(backend.to_numpy(im2col(cupy.asarray(x), g, fill)), im2col_cpu(x, g, fill))
+        np.testing.assert_array_equal(dev.to_numpy(im2col_gpu(dev.asarray(x), g, fill)), im2col_cpu(x, g, fill))
     tol = 1e-5 if dtype == np.float32 else 1e-12
-    dx = backend.to_numpy(col2im(cupy.asarray(y), g))
+    dx = dev.to_numpy(col2im_gpu(dev.asarray(y), g))
     np.testing.assert_allclose(dx, col2im_cpu(y, g), rtol=tol, atol=tol)
-    np.testing.assert_array_equal(dx, backend.to_numpy(col2im(cupy.asarray(y), g)))  # deterministic: same bits
+    np.testing.assert_array_equal(dx, dev.to_numpy(col2im_gpu(dev.asarray(y), g)))  # deterministic: same bits
+
+
+def test_grid_stride_loops_cover_more_work_than_threads(kernel_device, monkeypatch):
+    """With the grid capped at 2 blocks, every thread loops over many elements, and all are written."""
+    launch = kernels.launch
+    monkeypatch.setattr(kernels, "launch", lambda *a, **kw: launch(*a, **{**kw, "max_blocks": 2}))
+    g = Geometry((2, 3, 9, 7), (3, 2), (2, 1), ((1, 1), (0, 1)), (1, 1))
+    x = rng.standard_normal((2, 3, 9, 7)).astype(np.float32)
+    y = rng.standard_normal(g.col_shape).astype(np.float32)
+    dev = kernel_device
+    np.testing.assert_array_equal(dev.to_numpy(im2col_gpu(dev.asarray(x), g)), im2col_cpu(x, g))
+    np.testing.assert_allclose(dev.to_numpy(col2im_gpu(dev.asarray(y), g)), col2im_cpu(y, g), rtol=1e-5, atol=1e-6)

@@ -97,25 +97,23 @@ UPDATES = {
 }
 
 
-@pytest.mark.gpu
 @pytest.mark.parametrize("name", sorted(UPDATES))
 @pytest.mark.parametrize("shape", [(1,), (257,), (3, 5, 7), (10007,)])
-def test_fused_kernels_match_twins(name, shape):
+def test_fused_kernels_match_twins(name, shape, kernel_device):
     """Each CUDA update equals its NumPy twin, on sizes that are not multiples of the block."""
-    import gpunn.backend as backend
     from gpunn.backend import kernels
     from gpunn.ops import optimizers as ops
 
-    backend.set_backend("cupy")
+    dev = kernel_device
     rng = np.random.default_rng(3)
     n_slots, kwargs = UPDATES[name]
     host = [rng.standard_normal(shape).astype(np.float32) for _ in range(2)]
     host += [np.abs(rng.standard_normal(shape)).astype(np.float32) for _ in range(n_slots)]
-    device = [backend.to_device(a) for a in host]
-    assert kernels.takes(*device)
-    getattr(ops, f"{name}_gpu")(device[0], device[1], *device[2:], **kwargs)
+    on = [dev.asarray(a.copy()) for a in host]
+    assert kernels.takes(*on)
+    getattr(ops, f"{name}_gpu")(on[0], on[1], *on[2:], **kwargs)
     getattr(ops, f"{name}_cpu")(host[0], host[1], *host[2:], **kwargs)
-    for d, h in zip(device, host):
-        np.testing.assert_allclose(backend.to_numpy(d), h, rtol=2e-5, atol=1e-6)
-    strided = backend.to_device(np.zeros((4, 6), np.float32))[:, ::2]
+    for d, h in zip(on, host):
+        np.testing.assert_allclose(dev.to_numpy(d), h, rtol=2e-5, atol=1e-6)
+    strided = dev.asarray(np.zeros((4, 6), np.float32))[:, ::2]
     assert not kernels.takes(strided, strided)  # non-contiguous views take the twin

@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
 
-import gpunn.backend as backend
 from gpunn import Sequential
 from gpunn.layers import (GRU, LSTM, Activation, Bidirectional, Dense, Dropout, Embedding, SimpleRNN,
                           TimeDistributed)
@@ -138,33 +137,31 @@ def test_bad_input_names_the_layer_and_shapes():
         GRU(2, unroll="yes")
 
 
-@pytest.mark.gpu
 @pytest.mark.parametrize("batch, units", [(1, 1), (7, 33), (64, 256), (33, 100)])
-def test_lstm_kernels_match_twin_with_poisoned_outputs(batch, units):
-    backend.set_backend("cupy")
-    xp = backend.xp
+def test_lstm_kernels_match_twin_with_poisoned_outputs(batch, units, kernel_device):
+    dev = kernel_device
     host = {k: rng.standard_normal((batch, 4 * units)).astype(np.float32) for k in ("zx", "zh", "gates_in")}
     host.update({k: rng.standard_normal((batch, units)).astype(np.float32) for k in ("c_prev", "dh_out", "dh_rec", "dc")})
-    dev = {k: xp.asarray(v) for k, v in host.items()}
+    on = {k: dev.asarray(v) for k, v in host.items()}
 
     def poisoned(shape):
-        return xp.full(shape, np.nan, dtype=np.float32)
+        return dev.xp.full(shape, np.nan, dtype=np.float32)
 
     outs = [poisoned((batch, 4 * units)), poisoned((batch, units)), poisoned((batch, units))]
-    lstm_ops.lstm_step_forward_gpu(dev["zx"], dev["zh"], dev["c_prev"], *outs)
+    lstm_ops.lstm_step_forward_gpu(on["zx"], on["zh"], on["c_prev"], *outs)
     ref = [np.empty((batch, 4 * units), np.float32), np.empty((batch, units), np.float32),
            np.empty((batch, units), np.float32)]
     lstm_ops.lstm_step_forward_cpu(host["zx"], host["zh"], host["c_prev"], *ref)
     for a, b in zip(outs, ref):
-        np.testing.assert_allclose(backend.to_numpy(a), b, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(dev.to_numpy(a), b, rtol=1e-5, atol=1e-6)
     gates, c = outs[0], outs[1]
     back = [poisoned((batch, 4 * units)), poisoned((batch, units))]
-    lstm_ops.lstm_step_backward_gpu(dev["dh_out"], dev["dh_rec"], dev["dc"], gates, dev["c_prev"], c, *back)
+    lstm_ops.lstm_step_backward_gpu(on["dh_out"], on["dh_rec"], on["dc"], gates, on["c_prev"], c, *back)
     ref_back = [np.empty((batch, 4 * units), np.float32), np.empty((batch, units), np.float32)]
     lstm_ops.lstm_step_backward_cpu(host["dh_out"], host["dh_rec"], host["dc"], ref[0], host["c_prev"], ref[1],
                                     *ref_back)
     for a, b in zip(back, ref_back):
-        np.testing.assert_allclose(backend.to_numpy(a), b, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(dev.to_numpy(a), b, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.gpu
