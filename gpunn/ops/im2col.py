@@ -67,12 +67,12 @@ class Geometry:
 
 def im2col_cpu(x, g, fill=0.0):
     """x (N, C, H, W) -> col (N, C*KH*KW, OH*OW), with ``fill`` in the padding."""
-    xp = np.pad(x, ((0, 0), (0, 0), (g.PT, g.PB), (g.PL, g.PR)), constant_values=fill)
-    sN, sC, sH, sW = xp.strides
+    padded = np.pad(x, ((0, 0), (0, 0), (g.PT, g.PB), (g.PL, g.PR)), constant_values=fill)
+    sN, sC, sH, sW = padded.strides
     # A view (N, C, KH, KW, OH, OW): element [n, c, ki, kj, oh, ow] is
-    # xp[n, c, oh*SH + ki*DH, ow*SW + kj*DW]. No copy until the reshape.
+    # padded[n, c, oh*SH + ki*DH, ow*SW + kj*DW]. No copy until the reshape.
     patches = np.lib.stride_tricks.as_strided(
-        xp, shape=(g.N, g.C, g.KH, g.KW, g.OH, g.OW),
+        padded, shape=(g.N, g.C, g.KH, g.KW, g.OH, g.OW),
         strides=(sN, sC, g.DH * sH, g.DW * sW, g.SH * sH, g.SW * sW), writeable=False)
     return patches.reshape(g.col_shape)
 
