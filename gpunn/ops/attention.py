@@ -47,8 +47,7 @@ def probabilities(q, k, key_mask=None, causal=False, scale=None):
     """(P, lse): the attention weights (B, H, Lq, Lk), zero where masked, and the row log-sum-exps."""
     xp = backend.get_array_module(q)
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
-    s = q @ k.swapaxes(-1, -2)  # the L x L scores; the steps below work on them in place
-    s *= scale
+    s = (q * scale) @ k.swapaxes(-1, -2)  # the L x L scores (scaling q is cheaper); then in place
     allow = allowed(q.shape[-2], k.shape[-2], key_mask, causal, xp)
     if allow is not None:
         s = xp.where(allow, s, -xp.inf)
@@ -73,8 +72,7 @@ def attention_backward_cpu(q, k, v, out, lse, dout, key_mask=None, causal=False,
     """(dq, dk, dv), rebuilding P from lse."""
     xp = backend.get_array_module(q)
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
-    p = q @ k.swapaxes(-1, -2)  # rebuilt in place: scores, then exp(scores - lse)
-    p *= scale
+    p = (q * scale) @ k.swapaxes(-1, -2)  # rebuilt in place: scores, then exp(scores - lse)
     p -= lse[..., None]
     xp.exp(p, out=p)  # rows with lse = inf give 0
     allow = allowed(q.shape[-2], k.shape[-2], key_mask, causal, xp)
