@@ -38,3 +38,37 @@ def test_launches_that_cupy_would_pass_wrongly_are_refused():
         sgd((2,), (256,), (w, g, np.int64(300)))
     sgd((2,), (256,), (w, g, np.int64(300), np.float32(0.5)))
     np.testing.assert_array_equal(w, 0.5)  # and a right launch runs
+
+
+def train_two_steps(causal):
+    from gpunn import Sequential
+    from gpunn.layers import LSTM, Dense, Embedding, GlobalAveragePooling1D, TransformerEncoder
+    from gpunn.utils import set_seed
+
+    set_seed(0)
+    model = Sequential([Embedding(20, 16, input_shape=(11,)), LSTM(24, return_sequences=True),
+                        TransformerEncoder(num_heads=2, key_dim=12, ff_dim=32, dropout=0.0, use_causal_mask=causal),
+                        GlobalAveragePooling1D(), Dense(3, activation="softmax")])
+    model.build((11,))
+    model.compile("adam", "sparse_categorical_crossentropy")
+    rng = np.random.default_rng(1)
+    x, y = rng.integers(0, 20, (37, 11)), rng.integers(0, 3, 37)
+    losses = [float(model.train_step(x, y)[0]) for _ in range(2)]
+    return losses, model.get_weights()
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_layers_launch_their_kernels_and_train_like_the_twins(causal, monkeypatch):
+    """The layers' own glue (buffers, slices, dispatch) around the kernels: with the kernels on the host,
+    an LSTM + Transformer model trains exactly as on the twins, and every kernel family is launched."""
+    losses, weights = train_two_steps(causal)
+    host_cuda.install(monkeypatch)
+    launched = set()
+    get_kernel = kernels.get_kernel
+    monkeypatch.setattr(kernels, "get_kernel", lambda family, name: launched.add(name) or get_kernel(family, name))
+    host_losses, host_weights = train_two_steps(causal)
+    assert {"lstm_step_forward", "lstm_step_backward", "attention_forward", "attention_backward_dq",
+            "attention_backward_dkv", "adam_update"} <= launched
+    np.testing.assert_allclose(host_losses, losses, rtol=1e-5)
+    for a, b in zip(host_weights, weights):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
