@@ -40,35 +40,65 @@ def test_launches_that_cupy_would_pass_wrongly_are_refused():
     np.testing.assert_array_equal(w, 0.5)  # and a right launch runs
 
 
-def train_two_steps(causal):
-    from gpunn import Sequential
+def sequence_model():
     from gpunn.layers import LSTM, Dense, Embedding, GlobalAveragePooling1D, TransformerEncoder
+
+    layers = [Embedding(20, 16), LSTM(24, return_sequences=True),
+              TransformerEncoder(num_heads=2, key_dim=12, ff_dim=32, dropout=0.0, use_causal_mask=True),
+              GlobalAveragePooling1D(), Dense(3, activation="softmax")]
+    rng = np.random.default_rng(1)
+    return layers, (11,), rng.integers(0, 20, (37, 11)), rng.integers(0, 3, 37)
+
+
+def image_model():
+    from gpunn.layers import AvgPool2D, BatchNormalization, Conv2D, Dense, Flatten, MaxPool2D
+
+    layers = [Conv2D(4, 3, padding="same", activation="relu"), MaxPool2D(2), Conv2D(5, 3, strides=2),
+              BatchNormalization(), AvgPool2D(2, padding="same"), Flatten(), Dense(3, activation="softmax")]
+    rng = np.random.default_rng(1)
+    return layers, (2, 13, 11), rng.random((29, 2, 13, 11)).astype(np.float32), rng.integers(0, 3, 29)
+
+
+# model, optimizer, the kernels it must launch. (Adam turns float32 rounding in a gradient that is
+# nearly 0 into a step of about lr either way, so the image model, whose col2im sums in another
+# order than the twin, compares with plain gradient descent.)
+MODELS = {
+    "sequence": (sequence_model, "adam", {"lstm_step_forward", "lstm_step_backward", "attention_forward",
+                                          "attention_backward_dq", "attention_backward_dkv", "adam_update"}),
+    "image": (image_model, "sgd", {"im2col_forward_float", "col2im_backward_float", "sgd_update"}),
+}
+
+
+def train_two_steps(make, optimizer):
+    from gpunn import Sequential
     from gpunn.utils import set_seed
 
     set_seed(0)
-    model = Sequential([Embedding(20, 16, input_shape=(11,)), LSTM(24, return_sequences=True),
-                        TransformerEncoder(num_heads=2, key_dim=12, ff_dim=32, dropout=0.0, use_causal_mask=causal),
-                        GlobalAveragePooling1D(), Dense(3, activation="softmax")])
-    model.build((11,))
-    model.compile("adam", "sparse_categorical_crossentropy")
-    rng = np.random.default_rng(1)
-    x, y = rng.integers(0, 20, (37, 11)), rng.integers(0, 3, 37)
-    losses = [float(model.train_step(x, y)[0]) for _ in range(2)]
-    return losses, model.get_weights()
+    layers, input_shape, x, y = make()
+    model = Sequential(layers)
+    model.build(input_shape)
+    model.compile(optimizer, "sparse_categorical_crossentropy")
+    losses = [float(model.train_step(x, y)[0])]
+    grads = [g.copy() for g in model.trainable_grads()]
+    losses.append(float(model.train_step(x, y)[0]))
+    return losses, grads, model.get_weights()
 
 
-@pytest.mark.parametrize("causal", [False, True])
-def test_layers_launch_their_kernels_and_train_like_the_twins(causal, monkeypatch):
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_layers_launch_their_kernels_and_train_like_the_twins(name, monkeypatch):
     """The layers' own glue (buffers, slices, dispatch) around the kernels: with the kernels on the host,
-    an LSTM + Transformer model trains exactly as on the twins, and every kernel family is launched."""
-    losses, weights = train_two_steps(causal)
+    each model trains exactly as on the twins, and launches the kernels it should."""
+    make, optimizer, expected = MODELS[name]
+    losses, grads, weights = train_two_steps(make, optimizer)
     host_cuda.install(monkeypatch)
     launched = set()
     get_kernel = kernels.get_kernel
-    monkeypatch.setattr(kernels, "get_kernel", lambda family, name: launched.add(name) or get_kernel(family, name))
-    host_losses, host_weights = train_two_steps(causal)
-    assert {"lstm_step_forward", "lstm_step_backward", "attention_forward", "attention_backward_dq",
-            "attention_backward_dkv", "adam_update"} <= launched
+    monkeypatch.setattr(kernels, "get_kernel", lambda family, kernel: launched.add(kernel) or get_kernel(family, kernel))
+    host_losses, host_grads, host_weights = train_two_steps(make, optimizer)
+    assert expected <= launched
     np.testing.assert_allclose(host_losses, losses, rtol=1e-5)
+    assert len(host_grads) == len(grads) > 0
+    for a, b in zip(host_grads, grads):  # the first step's gradients
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
     for a, b in zip(host_weights, weights):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)

@@ -63,7 +63,11 @@ def launch(family, name, n, args, block=256, max_blocks=1 << 20):
         get_kernel(family, name)((min(grid(n, block), max_blocks),), (block,), tuple(args))
 
 
+def on_gpu(*arrays):
+    """True when every array lives on the GPU (a CuPy array): the kernels can take them."""
+    return backend.is_gpu() and all(isinstance(a, backend._cupy.ndarray) for a in arrays)
+
+
 def takes(*arrays):
     """True when every array is a C-contiguous float32 GPU array -- what the float kernels accept."""
-    return backend.is_gpu() and all(isinstance(a, backend._cupy.ndarray) and a.dtype == "float32"
-                                    and a.flags.c_contiguous for a in arrays)
+    return on_gpu(*arrays) and all(a.dtype == "float32" and a.flags.c_contiguous for a in arrays)

@@ -128,10 +128,10 @@ def _check_dtype(a):
 def im2col(x, g, fill=0.0):
     """x (N, C, H, W) -> col (N, C*KH*KW, OH*OW) on the array's own backend."""
     _check_dtype(x)
-    return im2col_gpu(x, g, fill) if backend.get_array_module(x) is not np else im2col_cpu(x, g, fill)
+    return im2col_gpu(x, g, fill) if kernels.on_gpu(x) else im2col_cpu(x, g, fill)
 
 
 def col2im(col, g):
     """col (N, C*KH*KW, OH*OW) -> dx (N, C, H, W), summing overlapping patches."""
     _check_dtype(col)
-    return col2im_gpu(col, g) if backend.get_array_module(col) is not np else col2im_cpu(col, g)
+    return col2im_gpu(col, g) if kernels.on_gpu(col) else col2im_cpu(col, g)
