@@ -29,8 +29,8 @@ def xp(request):
 class KernelDevice:
     """Where a kernel test runs gpunn's CUDA kernels, and how arrays get there and back."""
 
-    def __init__(self, name, xp):
-        self.name, self.xp = name, xp
+    def __init__(self, xp):
+        self.xp = xp  # the array module the ops allocate with
 
     def asarray(self, a):
         return self.xp.asarray(a)
@@ -50,7 +50,7 @@ def kernel_device(request, monkeypatch):
         if host_cuda.COMPILER is None:
             pytest.skip("no C++ compiler (g++ or clang++) to run the kernels on the host")
         host_cuda.install(monkeypatch)
-        yield KernelDevice("host", np)
+        yield KernelDevice(np)
         return
     import cupy
 
@@ -64,7 +64,7 @@ def kernel_device(request, monkeypatch):
 
     monkeypatch.setattr(cupy, "empty", poisoned_empty)
     monkeypatch.setattr(cupy, "empty_like", lambda a, dtype=None: poisoned_empty(a.shape, dtype=dtype or a.dtype))
-    yield KernelDevice("cupy", cupy)
+    yield KernelDevice(cupy)
     backend.set_backend("numpy")
 
 
