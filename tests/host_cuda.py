@@ -3,7 +3,7 @@
 Without a GPU the ``*_gpu`` functions never run, so an indexing slip in a kernel, or a
 Python scalar of the wrong width in a launch, would wait for the first student with a
 GPU. Here each ``cuda_kernels/<family>.cu`` is compiled by the host C++ compiler with
-``tests/host_cuda.h`` in front, and :class:`HostModule` stands in for ``cupy.RawModule``:
+``tests/host_cuda.h`` in front, and :class:`HostModule` stands in for ``cupy.RawModule(code=...)``:
 its kernels take the same ``(grid, block, args)`` call, with NumPy arrays for CuPy ones.
 
 On top of running the kernel, every launch checks what CuPy does not:
@@ -12,12 +12,17 @@ On top of running the kernel, every launch checks what CuPy does not:
   kernel reads (float32 for ``float*``, int8 for ``signed char*``...) and C-contiguous;
   a scalar of the kernel's exact width (``np.int64`` for ``long long``...), never a bare
   Python number, whose width CuPy would have to guess;
-- the launch fits CUDA's limits (1024 threads per block, 65535 blocks in y and z).
+- the launch fits CUDA's limits (1024 threads per block, 65535 blocks in y and z);
+- no element outside an array is touched: each array is copied into the middle of a larger
+  buffer whose guard bands are NaN (floats) or a byte pattern (integers). A write past either
+  end changes a guard and raises; a float read past either end brings a NaN into the result,
+  which then fails its comparison with the twin -- what compute-sanitizer's memcheck does on a GPU.
 """
 
 import atexit
 import ctypes
 import functools
+import os
 import re
 import shutil
 import subprocess
@@ -31,6 +36,11 @@ from gpunn.backend import kernels
 
 HEADER = Path(__file__).with_name("host_cuda.h")
 COMPILER = shutil.which("g++") or shutil.which("clang++")
+# GPUNN_HOST_CUDA_ASAN=1 (with libasan preloaded, see test_host_cuda.py) builds the kernels with
+# AddressSanitizer, which also catches reads past an array whose values are never used; the
+# arrays are then copied into buffers of their exact size, without guard bands.
+ASAN = os.environ.get("GPUNN_HOST_CUDA_ASAN") == "1"
+GUARD = 0 if ASAN else 1024  # elements of guard band on each side of every array
 _BUILD = Path(tempfile.mkdtemp(prefix="gpunn-host-cuda-"))
 atexit.register(shutil.rmtree, _BUILD, True)
 
@@ -40,45 +50,46 @@ def kernel_names(code):
 
 
 @functools.lru_cache(maxsize=None)
-def _library(family):
-    code = kernels.source(family)
+def _library(code):
     names = kernel_names(code)
     cooperative = "__syncthreads" in code
-    wrappers = [f'#include "{HEADER}"', f'#include "{kernels.kernel_dir() / (family + ".cu")}"']
+    stem = f"kernels{len(list(_BUILD.glob('*.cu')))}"
+    (_BUILD / f"{stem}.cu").write_text(code)
+    wrappers = [f'#include "{HEADER}"', f'#include "{stem}.cu"']
     for name in names:
         wrappers.append(
             f'extern "C" void launch_{name}(const unsigned* g, const unsigned* b, void** args) '
             f"{{ host_cuda::launch({name}, g, b, {str(cooperative).lower()}, args); }}\n"
             f'extern "C" int signature_{name}(char* k, std::size_t* s, char* c) '
             f"{{ return host_cuda::signature({name}, k, s, c); }}")
-    cpp = _BUILD / f"{family}.cpp"
+    cpp = _BUILD / f"{stem}.cpp"
     cpp.write_text("\n".join(wrappers) + "\n")
-    lib = _BUILD / f"lib{family}.so"
-    built = subprocess.run([COMPILER, "-std=c++20", "-O1", "-shared", "-fPIC", "-pthread", str(cpp), "-o", str(lib)],
-                           capture_output=True, text=True)
+    lib = _BUILD / f"lib{stem}.so"
+    sanitize = ["-fsanitize=address", "-fno-omit-frame-pointer"] if ASAN else []
+    built = subprocess.run([COMPILER, "-std=c++20", "-O1", "-shared", "-fPIC", "-pthread", *sanitize, str(cpp),
+                            "-o", str(lib)], capture_output=True, text=True)
     if built.returncode:
-        raise RuntimeError(f"{family}.cu does not compile for the host:\n{built.stderr}")
+        raise RuntimeError(f"CUDA source does not compile for the host:\n{built.stderr}")
     return ctypes.CDLL(str(lib)), names
 
 
 class HostModule:
-    """Stands in for ``cupy.RawModule(code=kernels.source(family))``."""
+    """Stands in for ``cupy.RawModule(code=...)``."""
 
-    def __init__(self, family):
-        self.family = family
-        self.lib, self.names = _library(family)
+    def __init__(self, code):
+        self.lib, self.names = _library(code)
 
     def get_function(self, name):
         if name not in self.names:
-            raise AttributeError(f"{self.family}.cu has no kernel {name!r} (it has {self.names})")
-        return HostKernel(self.lib, f"{self.family}.{name}", name)
+            raise AttributeError(f"no kernel {name!r} in this module (it has {self.names})")
+        return HostKernel(self.lib, name)
 
 
 class HostKernel:
     """Stands in for ``cupy.RawKernel``: ``kernel(grid, block, args)``."""
 
-    def __init__(self, lib, label, name):
-        self.label = label
+    def __init__(self, lib, name):
+        self.label = name
         self._launch = getattr(lib, f"launch_{name}")
         kinds, sizes, consts = ctypes.create_string_buffer(64), (ctypes.c_size_t * 64)(), ctypes.create_string_buffer(64)
         n = getattr(lib, f"signature_{name}")(kinds, sizes, consts)
@@ -90,12 +101,20 @@ class HostKernel:
             raise ValueError(f"{self.label}: launch of grid {grid} x block {block} is outside CUDA's limits")
         if len(args) != len(self.params):
             raise TypeError(f"{self.label} takes {len(self.params)} arguments, was given {len(args)}")
-        keep = [self._pointer(i, a, *p) if p[0] in "FI" else self._scalar(i, a, *p)
+        guarded = {i: self._guarded(i, a, *p) for i, (a, p) in enumerate(zip(args, self.params)) if p[0] in "FI"}
+        keep = [ctypes.c_void_p(guarded[i][GUARD:].ctypes.data) if i in guarded else self._scalar(i, a, *p)
                 for i, (a, p) in enumerate(zip(args, self.params))]
         argv = (ctypes.c_void_p * len(keep))(*[ctypes.addressof(k) for k in keep])
         self._launch((ctypes.c_uint * 3)(*grid), (ctypes.c_uint * 3)(*block), argv)
+        for i, buffer in guarded.items():
+            a, is_const = args[i], self.params[i][2]
+            if not (_guards_intact(buffer[:GUARD]) and _guards_intact(buffer[GUARD + a.size:])):
+                raise IndexError(f"{self.label} wrote outside argument {i} (an array of shape {a.shape})")
+            if not is_const:
+                a.reshape(-1)[...] = buffer[GUARD:GUARD + a.size]
 
-    def _pointer(self, i, a, kind, size, is_const):
+    def _guarded(self, i, a, kind, size, is_const):
+        """A copy of ``a`` between two guard bands."""
         if not isinstance(a, np.ndarray):
             raise TypeError(f"{self.label} argument {i}: expected an array, got {type(a).__name__}")
         if a.dtype.kind != ("f" if kind == "F" else "i") or a.dtype.itemsize != size:
@@ -104,7 +123,12 @@ class HostKernel:
         if not a.flags.c_contiguous or (not is_const and not a.flags.writeable):
             raise TypeError(f"{self.label} argument {i}: the array must be C-contiguous"
                             + ("" if is_const else " and writeable"))
-        return ctypes.c_void_p(a.ctypes.data)
+        buffer = np.empty(a.size + 2 * GUARD, dtype=a.dtype)
+        buffer.view(np.uint8)[:] = 0x5A
+        if a.dtype.kind == "f":
+            buffer[:] = np.nan
+        buffer[GUARD:GUARD + a.size] = a.reshape(-1)
+        return buffer
 
     def _scalar(self, i, a, kind, size, is_const):
         if not isinstance(a, np.generic):
@@ -114,6 +138,12 @@ class HostKernel:
             raise TypeError(f"{self.label} argument {i}: the kernel takes a {size}-byte "
                             f"{'float' if kind == 'f' else 'integer'}, got {a.dtype}")
         return ctypes.create_string_buffer(a.tobytes(), size)
+
+
+def _guards_intact(band):
+    if band.dtype.kind == "f":
+        return bool(np.isnan(band).all())
+    return bool((band.view(np.uint8) == 0x5A).all())
 
 
 def _dims(d):
@@ -144,6 +174,6 @@ def on_gpu(*arrays):
 
 def install(monkeypatch):
     """Route gpunn's kernel launches to the host: ``*_gpu`` ops then run the ``.cu`` sources on NumPy arrays."""
-    monkeypatch.setattr(kernels, "get_kernel", lambda family, name: HostModule(family).get_function(name))
+    monkeypatch.setattr(kernels, "get_kernel", lambda family, name: HostModule(kernels.source(family)).get_function(name))
     monkeypatch.setattr(kernels, "on_gpu", on_gpu)
     monkeypatch.setattr(backend, "xp", PoisonedNumpy())

@@ -1,5 +1,8 @@
 """The host runner of tests/host_cuda.py: it runs every kernel, and refuses launches a GPU would get wrong."""
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,14 +18,14 @@ FAMILIES = sorted(p.stem for p in Path(kernels.kernel_dir()).glob("*.cu"))
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_every_kernel_compiles_for_the_host(family):
-    module = host_cuda.HostModule(family)
+    module = host_cuda.HostModule(kernels.source(family))
     assert module.names == host_cuda.kernel_names(kernels.source(family)) and module.names
     for name in module.names:
         assert module.get_function(name).params
 
 
 def test_launches_that_cupy_would_pass_wrongly_are_refused():
-    sgd = host_cuda.HostModule("optimizers").get_function("sgd_update")  # (float* w, const float* g, long long n, float lr)
+    sgd = host_cuda.HostModule(kernels.source("optimizers")).get_function("sgd_update")  # (float* w, const float* g, long long n, float lr)
     w, g = np.ones(300, np.float32), np.ones(300, np.float32)
     with pytest.raises(TypeError, match="NumPy scalar"):
         sgd((2,), (256,), (w, g, 300, np.float32(0.5)))  # a bare int: CuPy would have to guess its width
@@ -38,6 +41,31 @@ def test_launches_that_cupy_would_pass_wrongly_are_refused():
         sgd((2,), (256,), (w, g, np.int64(300)))
     sgd((2,), (256,), (w, g, np.int64(300), np.float32(0.5)))
     np.testing.assert_array_equal(w, 0.5)  # and a right launch runs
+
+
+OUT_OF_BOUNDS = r"""
+extern "C" __global__ void shift(const float* x, float* y, long long n, int offset) {
+    long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+    if (i < n) y[i + offset] = x[i] + 1.0f;
+}
+"""
+
+
+@pytest.mark.parametrize("offset", [-1, 1, 700])  # within the guard band (GUARD elements)
+def test_writes_outside_an_array_are_caught(offset):
+    shift = host_cuda.HostModule(OUT_OF_BOUNDS).get_function("shift")
+    x, y = np.zeros(300, np.float32), np.zeros(300, np.float32)
+    with pytest.raises(IndexError, match="wrote outside argument 1"):
+        shift((2,), (256,), (x, y, np.int64(300), np.int32(offset)))
+    shift((2,), (256,), (x, y, np.int64(299), np.int32(1)))  # in bounds: y[1:300] = 1
+    np.testing.assert_array_equal(y, np.r_[0, np.ones(299)])
+
+
+def test_reads_outside_an_array_bring_nan():
+    shift = host_cuda.HostModule(OUT_OF_BOUNDS.replace("x[i]", "x[i + 1]")).get_function("shift")
+    x, y = np.zeros(300, np.float32), np.zeros(300, np.float32)
+    shift((2,), (256,), (x, y, np.int64(300), np.int32(0)))
+    assert np.isnan(y[-1]) and not np.isnan(y[:-1]).any()
 
 
 def sequence_model():
@@ -102,3 +130,26 @@ def test_layers_launch_their_kernels_and_train_like_the_twins(name, monkeypatch)
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
     for a, b in zip(host_weights, weights):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def libasan():
+    """The AddressSanitizer runtime of the host compiler, or None."""
+    if host_cuda.COMPILER is None or "clang" in host_cuda.COMPILER:
+        return None
+    found = subprocess.run([host_cuda.COMPILER, "-print-file-name=libasan.so"], capture_output=True, text=True)
+    path = found.stdout.strip()
+    return path if os.path.isabs(path) and os.path.exists(path) else None
+
+
+@pytest.mark.skipif(libasan() is None, reason="the host compiler has no AddressSanitizer runtime")
+def test_kernels_read_and_write_only_their_arrays_under_address_sanitizer():
+    """The kernel tests again, with the kernels built with AddressSanitizer: an access past any array's
+    end, read or write, aborts with a report (on a GPU, compute-sanitizer's memcheck does this)."""
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "LD_PRELOAD": libasan(), "ASAN_OPTIONS": "detect_leaks=0", "GPUNN_HOST_CUDA_ASAN": "1"}
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", "-k", "host",
+                          "tests/test_im2col.py", "tests/test_recurrent.py", "tests/test_attention.py",
+                          "tests/test_optimizers.py", "tests/test_host_cuda.py::test_layers_launch_their_kernels_and_train_like_the_twins"],
+                         cwd=root, env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-6000:]
+    assert " passed" in run.stdout and "AddressSanitizer" not in run.stderr
