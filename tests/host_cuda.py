@@ -16,7 +16,8 @@ On top of running the kernel, every launch checks what CuPy does not:
 - no element outside an array is touched: each array is copied into the middle of a larger
   buffer whose guard bands are NaN (floats) or a byte pattern (integers). A write past either
   end changes a guard and raises; a float read past either end brings a NaN into the result,
-  which then fails its comparison with the twin -- what compute-sanitizer's memcheck does on a GPU.
+  which then fails its comparison with the twin. A read whose value is never used shows only
+  with AddressSanitizer (``ASAN`` below) -- together, what compute-sanitizer's memcheck does on a GPU.
 """
 
 import atexit
