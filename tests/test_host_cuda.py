@@ -138,15 +138,25 @@ def libasan():
         return None
     found = subprocess.run([host_cuda.COMPILER, "-print-file-name=libasan.so"], capture_output=True, text=True)
     path = found.stdout.strip()
-    return path if os.path.isabs(path) and os.path.exists(path) else None
+    if not (os.path.isabs(path) and os.path.exists(path)):
+        return None
+    works = subprocess.run([sys.executable, "-c", "pass"], env={**os.environ, **asan_env(path)}, capture_output=True)
+    return path if works.returncode == 0 else None  # some machines cannot start Python under ASan
 
 
-@pytest.mark.skipif(libasan() is None, reason="the host compiler has no AddressSanitizer runtime")
+def asan_env(path):
+    return {"LD_PRELOAD": path, "ASAN_OPTIONS": "detect_leaks=0"}
+
+
+LIBASAN = libasan()
+
+
+@pytest.mark.skipif(LIBASAN is None, reason="no AddressSanitizer runtime that Python starts with")
 def test_kernels_read_and_write_only_their_arrays_under_address_sanitizer():
     """The kernel tests again, with the kernels built with AddressSanitizer: an access past any array's
     end, read or write, aborts with a report (on a GPU, compute-sanitizer's memcheck does this)."""
     root = Path(__file__).resolve().parent.parent
-    env = {**os.environ, "LD_PRELOAD": libasan(), "ASAN_OPTIONS": "detect_leaks=0", "GPUNN_HOST_CUDA_ASAN": "1"}
+    env = {**os.environ, **asan_env(LIBASAN), "GPUNN_HOST_CUDA_ASAN": "1"}
     run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", "-k", "host",
                           "tests/test_im2col.py", "tests/test_recurrent.py", "tests/test_attention.py",
                           "tests/test_optimizers.py", "tests/test_host_cuda.py::test_layers_launch_their_kernels_and_train_like_the_twins"],
