@@ -213,6 +213,8 @@ class Sequential:
                 for cb in callbacks:
                     cb.on_batch_end(batch, {"batch": batch, "size": len(xb), "loss": loss})
                 progress.update(len(xb), totals)
+                if self.stop_training:
+                    break
             logs = totals.result()
             if x_val is not None:
                 logs.update({f"val_{k}": v for k, v in self._evaluate_on_device(x_val, y_val, batch_size).items()})
@@ -274,6 +276,7 @@ class Sequential:
                         "use x.transpose(0, 3, 1, 2)")
             raise ValueError(f"Layer '{first.name}' expects samples of shape {self.input_shape}; received {what} "
                              f"with samples of shape {tuple(x.shape[1:])} (array shape {x.shape}).{hint}")
+        first.validate_input(x)
         if y is None:
             return x, None
         y = np.asarray(y) if backend.get_array_module(y) is np else y
