@@ -65,7 +65,9 @@ class Optimizer:
             self.update(w, g, self.slots[i], lr)
 
     def clip(self, grads):
-        xp = backend.xp
+        if not grads:
+            return grads
+        xp = backend.get_array_module(grads[0])
         if self.clipvalue is not None:
             grads = [xp.clip(g, -self.clipvalue, self.clipvalue) for g in grads]
         if self.clipnorm is not None:
@@ -104,7 +106,7 @@ class SGD(Optimizer):
         self.momentum, self.nesterov = float(momentum), nesterov
 
     def create_slots(self, w):
-        return {"velocity": backend.xp.zeros_like(w)} if self.momentum else {}
+        return {"velocity": backend.get_array_module(w).zeros_like(w)} if self.momentum else {}
 
     def update(self, w, g, slots, lr):
         if self.momentum:
@@ -124,7 +126,7 @@ class Adagrad(Optimizer):
         self.initial_accumulator_value, self.epsilon = float(initial_accumulator_value), float(epsilon)
 
     def create_slots(self, w):
-        return {"accumulator": backend.xp.full_like(w, self.initial_accumulator_value)}
+        return {"accumulator": backend.get_array_module(w).full_like(w, self.initial_accumulator_value)}
 
     def update(self, w, g, slots, lr):
         ops.adagrad_update(w, g, slots["accumulator"], lr, self.epsilon)
@@ -142,7 +144,7 @@ class RMSprop(Optimizer):
         self.rho, self.epsilon = float(rho), float(epsilon)
 
     def create_slots(self, w):
-        return {"mean_square": backend.xp.zeros_like(w)}
+        return {"mean_square": backend.get_array_module(w).zeros_like(w)}
 
     def update(self, w, g, slots, lr):
         ops.rmsprop_update(w, g, slots["mean_square"], lr, self.rho, self.epsilon)
@@ -159,7 +161,8 @@ class Adam(Optimizer):
         self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
 
     def create_slots(self, w):
-        return {"m": backend.xp.zeros_like(w), "v": backend.xp.zeros_like(w)}
+        xp = backend.get_array_module(w)
+        return {"m": xp.zeros_like(w), "v": xp.zeros_like(w)}
 
     def update(self, w, g, slots, lr):
         ops.adam_update(w, g, slots["m"], slots["v"], lr, self.beta_1, self.beta_2, self.epsilon, self.iterations)

@@ -1,15 +1,74 @@
-"""Shared fixtures: run a test on each backend; skip GPU tests cleanly without a GPU."""
+"""Shared fixtures: run a test on each backend; skip GPU tests cleanly without a GPU.
+
+``python -m pytest --cupy-standin`` runs the whole suite on gpunn's CuPy path with
+``tests/cupy_standin`` as CuPy (NumPy behind a device wall, the kernels on the host runner):
+every test then starts on the 'cupy' backend, the ``gpu`` tests run, and subprocesses
+(examples, notebooks) inherit the stand-in through PYTHONPATH and GPUNN_BACKEND=cupy.
+``GPUNN_BACKEND=cupy python -m pytest`` on a machine with a GPU does the same on the real one.
+"""
+
+import os
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import gpunn.backend as backend
 
-GPU_AVAILABLE = backend._find_cupy(0)[0] is not None
+ROOT = Path(__file__).resolve().parent.parent
+STANDIN = Path(__file__).resolve().parent / "cupy_standin"
+DEFAULT_BACKEND = "numpy"  # where every test starts; 'cupy' with --cupy-standin or GPUNN_BACKEND=cupy
+
+
+def pytest_addoption(parser):
+    parser.addoption("--cupy-standin", action="store_true",
+                     help="run the whole suite on gpunn's CuPy path, with tests/cupy_standin standing in for CuPy")
+
+
+def pytest_configure(config):
+    global DEFAULT_BACKEND
+    if config.getoption("--cupy-standin"):
+        install_standin()
+        DEFAULT_BACKEND = "cupy"
+    elif os.environ.get("GPUNN_BACKEND", "").strip().lower() == "cupy":
+        DEFAULT_BACKEND = "cupy"
+
+
+def install_standin():
+    """Make ``import cupy`` find the stand-in, here and in every subprocess, and switch gpunn to it."""
+    for name in [m for m in sys.modules if m.split(".")[0] in ("cupy", "cupyx", "cupy_backends")]:
+        del sys.modules[name]  # a real CuPy imported by the backend's auto-detection
+    sys.path.insert(0, str(STANDIN))
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(STANDIN), str(ROOT)] + [p for p in os.environ.get(
+        "PYTHONPATH", "").split(os.pathsep) if p])
+    os.environ["GPUNN_BACKEND"] = "cupy"
+    backend.set_backend("cupy")
+
+
+def standin():
+    """The stand-in module when the suite runs on it, else None."""
+    cupy = backend._cupy
+    return cupy if cupy is not None and hasattr(cupy, "_standin") else None
+
+
+def gpu_available():
+    return backend._find_cupy(0)[0] is not None
+
+
+def pytest_report_header(config):
+    if config.getoption("--cupy-standin"):
+        from cupy._core import real_cupy_api
+
+        api = real_cupy_api()
+        checked = f"names checked against real CuPy {api['version']}" if api else \
+            "real CuPy is not installed: names are NOT checked against it"
+        return f"gpunn: CuPy path on the stand-in (tests/cupy_standin), {checked}"
+    return None
 
 
 def pytest_collection_modifyitems(config, items):
-    if GPU_AVAILABLE:
+    if gpu_available():
         return
     skip = pytest.mark.skip(reason="needs an NVIDIA GPU with CuPy (none usable here)")
     for item in items:
@@ -23,7 +82,7 @@ def xp(request):
     backend.set_backend(request.param)
     backend.seed(0)
     yield backend.xp
-    backend.set_backend("numpy")
+    backend.set_backend(DEFAULT_BACKEND)
 
 
 class KernelDevice:
@@ -49,12 +108,12 @@ def kernel_device(request, monkeypatch):
 
         if host_cuda.COMPILER is None:
             pytest.skip("no C++ compiler (g++ or clang++) to run the kernels on the host")
+        backend.set_backend("numpy")  # NumPy arrays, which the host runner treats as on the GPU
         host_cuda.install(monkeypatch)
         yield KernelDevice(np)
         return
-    import cupy
-
     backend.set_backend("cupy")
+    cupy = backend._cupy
     real_empty = cupy.empty
 
     def poisoned_empty(*args, **kwargs):
@@ -65,17 +124,27 @@ def kernel_device(request, monkeypatch):
     monkeypatch.setattr(cupy, "empty", poisoned_empty)
     monkeypatch.setattr(cupy, "empty_like", lambda a, dtype=None: poisoned_empty(a.shape, dtype=dtype or a.dtype))
     yield KernelDevice(cupy)
-    backend.set_backend("numpy")
+    backend.set_backend(DEFAULT_BACKEND)
 
 
 @pytest.fixture(autouse=True)
-def _numpy_backend_and_seed():
-    """Every test starts on NumPy with a fixed seed, whatever the environment says."""
-    if backend.name != "numpy":
-        backend.set_backend("numpy")
+def _default_backend_and_seed():
+    """Every test starts on the default backend (NumPy, or the CuPy path) with a fixed seed."""
+    if backend.name != DEFAULT_BACKEND:
+        backend.set_backend(DEFAULT_BACKEND)
     backend.seed(0)
     np.random.seed(0)
     yield
+
+
+def dev(a):
+    """A test's host data on the backend the test runs on (the device, on the CuPy path)."""
+    return backend.to_device(a)
+
+
+def host(a):
+    """Back to a NumPy array for assertions, whatever the backend."""
+    return backend.to_numpy(a)
 
 
 def assert_gradcheck(target, x, y=None, tol=1e-6, **kwargs):

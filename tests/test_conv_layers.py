@@ -8,7 +8,7 @@ from gpunn import Sequential
 from gpunn.layers import (AvgPool2D, BatchNormalization, Conv2D, Dense, Flatten, GlobalAveragePooling2D, MaxPool2D,
                           MaxPooling2D, ZeroPadding2D)
 from gpunn.utils import set_seed
-from tests.conftest import assert_gradcheck
+from tests.conftest import assert_gradcheck, dev, host
 
 rng = np.random.default_rng(5)
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
@@ -37,11 +37,11 @@ def test_batchnorm_training_gradcheck_and_inference(shape):
     assert_gradcheck(BatchNormalization(), x, tol=1e-5, training=True)
     assert_gradcheck(BatchNormalization(), x, training=False)
     layer = BatchNormalization(momentum=0.0)
-    y = layer(x, training=True)
+    y = host(layer(x, training=True))
     axes = (0, 2, 3) if len(shape) == 4 else (0,)
     np.testing.assert_allclose(y.mean(axis=axes), 0, atol=1e-6)
     np.testing.assert_allclose(y.var(axis=axes), 1, atol=2e-3)  # var / (var + eps)
-    np.testing.assert_allclose(layer(x, training=False), y, atol=1e-5)  # momentum 0: moving stats = batch stats
+    np.testing.assert_allclose(host(layer(x, training=False)), y, atol=1e-5)  # momentum 0: moving stats = batch stats
     assert layer.trainable_names == ["gamma", "beta"]
 
 
@@ -49,7 +49,7 @@ def test_maxpool_ties_go_to_the_first_index():
     x = np.ones((1, 1, 2, 2))
     layer = MaxPool2D()
     layer(x)
-    np.testing.assert_array_equal(layer.backward(np.array([[[[5.0]]]])), [[[[5.0, 0.0], [0.0, 0.0]]]])
+    np.testing.assert_array_equal(host(layer.backward(dev(np.array([[[[5.0]]]])))), [[[[5.0, 0.0], [0.0, 0.0]]]])
 
 
 def test_conv_output_shapes_and_lenet_parameter_count():
@@ -72,11 +72,11 @@ def test_bad_input_names_the_layer_and_shapes():
     layer = Conv2D(2, 3, name="c2")
     layer.build((3, 8, 8))
     with pytest.raises(ValueError, match=r"Layer 'c2' expects 4-D input \(N, C, H, W\); received an array of shape \(8, 8\)"):
-        layer.forward(np.zeros((8, 8)))
+        layer(np.zeros((8, 8)))
     with pytest.raises(ValueError, match=r"expects 3 input channels.*shape \(2, 8, 8, 3\).*transpose\(0, 3, 1, 2\)"):
-        layer.forward(np.zeros((2, 8, 8, 3)))
+        layer(np.zeros((2, 8, 8, 3)))
     with pytest.raises(ValueError, match=r"expects 3 input channels.*shape \(2, 4, 8, 8\)"):
-        layer.forward(np.zeros((2, 4, 8, 8)))
+        layer(np.zeros((2, 4, 8, 8)))
 
 
 def small_cnn():

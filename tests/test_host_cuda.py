@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import gpunn.backend as backend
 from gpunn.backend import kernels
 from tests import host_cuda
 
@@ -101,6 +102,7 @@ def train_two_steps(make, optimizer):
     from gpunn import Sequential
     from gpunn.utils import set_seed
 
+    backend.set_backend("numpy")  # the twins, or (after host_cuda.install) the kernels on NumPy arrays
     set_seed(0)
     layers, input_shape, x, y = make()
     model = Sequential(layers)

@@ -5,7 +5,7 @@ import gpunn.backend as backend
 from gpunn import activations
 from gpunn.layers import Activation, Dense, Dropout, Flatten, Maxout, PReLU, Reshape
 from gpunn.regularizers import l1_l2
-from tests.conftest import assert_gradcheck
+from tests.conftest import assert_gradcheck, dev, host
 
 rng = np.random.default_rng(1)
 
@@ -41,12 +41,12 @@ def test_activation_values_match_definitions():
 def test_dropout_is_inverted_and_off_at_inference():
     layer = Dropout(0.25)
     x = np.ones((2000, 50), dtype=np.float32)
-    y = layer(x, training=True)
+    y = host(layer(x, training=True))
     kept = y != 0
     assert abs(kept.mean() - 0.75) < 0.01
     np.testing.assert_allclose(y[kept], 1 / 0.75, rtol=1e-6)
-    np.testing.assert_array_equal(layer.backward(x), y)  # dX = dA * D
-    np.testing.assert_array_equal(layer(x, training=False), x)
+    np.testing.assert_array_equal(host(layer.backward(dev(x))), y)  # dX = dA * D
+    np.testing.assert_array_equal(host(layer(x, training=False)), x)
     assert_gradcheck(Dropout(0.5), rng.standard_normal((4, 6)), training=True)
     with pytest.raises(ValueError, match="rate must be in"):
         Dropout(1.0)
@@ -73,8 +73,8 @@ def test_prelu_learns_slope_per_channel():
 def test_maxout_routes_to_first_argmax():
     x = np.array([[1.0, 3.0, 3.0, -1.0, 0.0, -2.0]])
     layer = Maxout(2)
-    np.testing.assert_array_equal(layer(x), [[3.0, 0.0]])
-    np.testing.assert_array_equal(layer.backward(np.array([[1.0, 2.0]])), [[0, 1, 0, 0, 2, 0]])
+    np.testing.assert_array_equal(host(layer(x)), [[3.0, 0.0]])
+    np.testing.assert_array_equal(host(layer.backward(dev(np.array([[1.0, 2.0]])))), [[0, 1, 0, 0, 2, 0]])
     assert_gradcheck(Maxout(3), rng.standard_normal((4, 12)))
     with pytest.raises(ValueError, match="cannot be cut"):
         Maxout(5).build((12,))
@@ -97,7 +97,7 @@ def test_bad_arguments_name_the_layer():
     layer = Dense(2, input_shape=(3,), name="d")
     layer.build((3,))
     with pytest.raises(ValueError, match="Layer 'd' expects inputs with 3 features"):
-        layer.forward(np.zeros((2, 4)))
+        layer.forward(dev(np.zeros((2, 4))))
 
 
 def check_forward_backward_agree_with_numpy(layer_factory, x):

@@ -7,7 +7,7 @@ from gpunn.layers import (GRU, LSTM, Activation, Bidirectional, Dense, Dropout, 
 from gpunn.ops import lstm as lstm_ops
 from gpunn.optimizers import Adam
 from gpunn.utils import set_seed
-from tests.conftest import assert_gradcheck
+from tests.conftest import assert_gradcheck, dev, host
 
 rng = np.random.default_rng(9)
 
@@ -47,14 +47,14 @@ def test_return_state():
     layer = LSTM(3, return_state=True)
     x = rng.standard_normal((2, 4, 5))
     out, h, c = layer(x)
-    np.testing.assert_array_equal(out, h)
+    np.testing.assert_array_equal(host(out), host(h))
     dy, dh = rng.standard_normal((2, 3)), rng.standard_normal((2, 3))
-    dx = layer.backward([dy, dh, np.zeros((2, 3))])
+    dx = layer.backward([dev(dy), dev(dh), dev(np.zeros((2, 3)))])
     plain = LSTM(3)
     plain.build((4, 5))
     plain.set_weights(layer.get_weights())
     plain(x)
-    np.testing.assert_allclose(dx, plain.backward(dy + dh))  # output is h_T: their gradients add up
+    np.testing.assert_allclose(host(dx), host(plain.backward(dev(dy + dh))))  # output is h_T: their gradients add up
 
 
 def course_lstm_cell_forward(xt, a_prev, c_prev, p):
@@ -122,9 +122,9 @@ def test_bad_input_names_the_layer_and_shapes():
     layer.build((5, 3))
     with pytest.raises(ValueError, match=r"Layer 'lstm_x' expects 3-D input \(batch, time, features\); received an "
                                          r"array of shape \(2, 5\)"):
-        layer.forward(np.zeros((2, 5)))
+        layer(np.zeros((2, 5)))
     with pytest.raises(ValueError, match=r"expects 3 features per time step; received an array of shape \(2, 5, 4\)"):
-        layer.forward(np.zeros((2, 5, 4)))
+        layer(np.zeros((2, 5, 4)))
     emb = Embedding(10, 2, name="words")
     emb.build((3,))
     with pytest.raises(ValueError, match=r"Layer 'words' expects ids in \[0, 10\); received ids from 0 to 12"):

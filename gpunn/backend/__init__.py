@@ -209,9 +209,11 @@ def to_device(a, dtype=None):
 
 
 def to_numpy(a):
-    """Bring an array back to the host as a NumPy array, whichever backend made it."""
-    if _cupy is not None and isinstance(a, _cupy.ndarray):
-        return _cupy.asnumpy(a)
+    """Bring an array back to the host as a NumPy array, whichever backend made it (even one no longer active)."""
+    if isinstance(a, np.ndarray):
+        return a
+    if type(a).__module__.split(".")[0] == "cupy":  # a GPU array: copy it back explicitly
+        return a.get()
     return np.asarray(a)
 
 

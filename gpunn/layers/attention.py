@@ -5,7 +5,7 @@ import math
 import numpy as np
 
 import gpunn.backend as backend
-from gpunn.layers.base import Layer, as_layer, check_rank, layer_config
+from gpunn.layers.base import Layer, as_layer, check_rank, layer_config, on_backend
 from gpunn.layers.core import Dense, Dropout
 from gpunn.ops.attention import attention_backward, attention_forward, probabilities
 
@@ -148,6 +148,7 @@ class MultiHeadAttention(Layer):
 
     def __call__(self, query, value=None, key=None, attention_mask=None, use_causal_mask=None,
                  return_attention_scores=False, training=False):
+        query, value, key, attention_mask = map(on_backend, (query, value, key, attention_mask))
         value = query if value is None else value
         key = value if key is None else key
         if not self.built:
@@ -262,6 +263,7 @@ class AdditiveAttention(Layer):
             self.add_weight("scale", (input_shape[-1],), "glorot_uniform")
 
     def __call__(self, query, value=None, key=None, return_attention_scores=False, training=False):
+        query, value, key = map(on_backend, (query, value, key))
         value = query if value is None else value
         key = value if key is None else key
         if not self.built:

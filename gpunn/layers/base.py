@@ -84,7 +84,11 @@ class Layer:
         the GPU wait at every step."""
 
     def __call__(self, x, training=False):
-        """Run the layer on a batch, building it first if needed (``layer(x)`` as in Keras)."""
+        """Run the layer on a batch, building it first if needed (``layer(x)`` as in Keras).
+
+        Host data (a NumPy array, a list) is moved to the backend first, as Keras converts
+        its inputs; ``forward`` itself takes arrays already on the backend."""
+        x = on_backend(x)
         if not self.built:
             self.build(tuple(x.shape[1:]))
         self.validate_input(x)
@@ -182,6 +186,11 @@ class Layer:
 
     def __repr__(self):
         return f"<{type(self).__name__} '{self.name}'>"
+
+
+def on_backend(x):
+    """``x`` on the active backend: host data (a NumPy array, a list) is moved there; None stays None."""
+    return x if x is None or backend.get_array_module(x) is not np else backend.to_device(x)
 
 
 def check_rank(layer, x, rank, what):

@@ -104,15 +104,16 @@ def kernel_fits(q, k, v, key_mask):
     return key_mask is None or key_mask.ndim == 2
 
 
-_no_mask = {}  # device -> a 1-element int8 array, passed (never read) when there is no mask
+_no_mask = {}  # (array type, device) -> a 1-element int8 array, passed (never read) when there is no mask
 
 
 def _mask_args(q, k, key_mask):
     xp = backend.xp
     if key_mask is None:
-        if backend.device_id not in _no_mask:
-            _no_mask[backend.device_id] = xp.ones(1, dtype=np.int8)
-        return _no_mask[backend.device_id], np.int32(0)
+        key = (type(q), backend.device_id)
+        if key not in _no_mask:
+            _no_mask[key] = xp.ones(1, dtype=np.int8)
+        return _no_mask[key], np.int32(0)
     return xp.ascontiguousarray(key_mask.astype(np.int8)), np.int32(1)
 
 

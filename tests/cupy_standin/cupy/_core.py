@@ -1,0 +1,182 @@
+"""What the stand-in's parts share: the counters, the check against real CuPy's names, and
+the wrapping of NumPy results as device arrays.
+
+Counters (``cupy._standin.counts``), per the work a GPU would do:
+
+- ``ops``: CuPy operations that compute (an element-wise op, a reduction, a copy, a matrix
+  product...); views (reshape, transpose, slicing) are free, as on a GPU;
+- ``kernels``: launches of gpunn's own kernels (``RawKernel`` calls);
+- ``gemms``: matrix products (cuBLAS calls on a GPU), also counted in ``ops``;
+- ``allocations``: new device buffers;
+- ``syncs``: reads back to the host (``.get()``, ``float(a)``, ``bool(a)``, ``asnumpy``...) and
+  explicit waits (``synchronize``): each makes the host wait for the GPU;
+- ``uploads``: copies from the host to the device (``cupy.asarray(numpy_array)``).
+"""
+
+import dataclasses
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import weakref
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclasses.dataclass
+class Counts:
+    ops: int = 0
+    kernels: int = 0
+    gemms: int = 0
+    allocations: int = 0
+    syncs: int = 0
+    uploads: int = 0
+
+    @property
+    def launches(self):
+        """Everything that launches work on the GPU: CuPy's operations and gpunn's kernels."""
+        return self.ops + self.kernels
+
+    def __sub__(self, other):
+        return Counts(**{f.name: getattr(self, f.name) - getattr(other, f.name) for f in dataclasses.fields(self)})
+
+    def copy(self):
+        return dataclasses.replace(self)
+
+
+counts = Counts()
+_live = {}  # id(buffer) -> bytes, for every live device buffer (the memory pool's used_bytes)
+
+
+def allocated(a):
+    """Count a new device buffer and follow its lifetime (``cupy.get_default_memory_pool().used_bytes()``)."""
+    counts.allocations += 1
+    counts.ops += 1
+    base = a
+    while isinstance(base.base, np.ndarray):
+        base = base.base
+    if id(base) not in _live:
+        _live[id(base)] = base.nbytes
+        weakref.finalize(base, _live.pop, id(base), None)
+
+
+def used_bytes():
+    return sum(_live.values())
+
+
+# --- real CuPy's names -----------------------------------------------------------------------
+
+NAMESPACES = {  # stand-in namespace -> the expression naming it in real CuPy
+    "cupy": "cupy", "cupy.ndarray": "cupy.ndarray", "cupy.random": "cupy.random",
+    "cupy.random.RandomState": "cupy.random.RandomState", "cupy.cuda": "cupy.cuda",
+    "cupy.cuda.runtime": "cupy.cuda.runtime", "cupy.cuda.Device": "cupy.cuda.Device",
+    "cupy.cuda.Event": "cupy.cuda.Event", "cupy.cuda.MemoryPool": "cupy.cuda.MemoryPool",
+    "cupy.RawModule": "cupy.RawModule", "cupy.RawKernel": "cupy.RawKernel", "cupyx": "cupyx",
+    "cupy.linalg": "cupy.linalg",
+}
+
+_DUMP = """
+import json, sys
+import cupy, cupyx
+spaces = json.loads(sys.argv[1])
+print(json.dumps({"version": cupy.__version__,
+                  **{name: sorted(dir(eval(expr))) for name, expr in spaces.items()}}))
+"""
+
+_api = None
+
+
+def real_cupy_api():
+    """{namespace: names} of the real CuPy installed beside the stand-in, or None when there is none.
+
+    Read in a separate interpreter (``python -I``: no stand-in on its path), since real CuPy
+    and the stand-in cannot both be ``cupy`` here; cached per CuPy install in the temp folder.
+    """
+    global _api
+    if _api is not None:
+        return _api or None
+    standin = str(Path(__file__).resolve().parents[1])
+    paths = [p for p in sys.path if p and Path(p).resolve() != Path(standin)]
+    real = None
+    for path in paths:
+        candidate = Path(path) / "cupy" / "__init__.py"
+        if candidate.is_file() and "cupy_standin" not in str(candidate):
+            real = candidate
+            break
+    if real is None:
+        _api = {}
+        return None
+    key = hashlib.sha256(f"{real}:{real.stat().st_mtime}".encode()).hexdigest()[:16]
+    cache = Path(tempfile.gettempdir()) / f"gpunn-cupy-api-{key}.json"
+    if not cache.is_file():
+        done = subprocess.run([sys.executable, "-I", "-c", _DUMP, json.dumps(NAMESPACES)], capture_output=True,
+                              text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(paths)}, cwd=tempfile.gettempdir())
+        if done.returncode:
+            _api = {}
+            return None
+        tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(done.stdout)
+        os.replace(tmp, cache)
+    _api = {name: (set(names) if isinstance(names, list) else names) for name, names in json.loads(cache.read_text()).items()}
+    return _api
+
+
+def check_name(namespace, name):
+    """Refuse ``namespace.name`` when real CuPy has no such name: code that uses it would fail on a GPU."""
+    api = real_cupy_api()
+    if api and name not in api.get(namespace, {name}):
+        raise AttributeError(f"'{namespace}' has no attribute '{name}' in real CuPy {api['version']}: code that uses "
+                             f"it works on NumPy but fails on a GPU (the CuPy stand-in refuses it)")
+
+
+# --- wrapping --------------------------------------------------------------------------------
+
+
+def refuse_host_array(where):
+    raise TypeError(f"Unsupported type <class 'numpy.ndarray'> in {where}: a NumPy array cannot be mixed with "
+                    f"CuPy arrays (move it to the device with cupy.asarray, or bring the CuPy array back with .get())")
+
+
+def unwrap(obj, where):
+    """NumPy arrays inside the stand-in's arrays, through lists, tuples and dicts; host arrays refused."""
+    from cupy._ndarray import ndarray
+
+    if isinstance(obj, ndarray):
+        return obj._a
+    if isinstance(obj, np.ndarray):
+        refuse_host_array(where)
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(unwrap(o, where) for o in obj)
+    if isinstance(obj, dict):
+        return {k: unwrap(v, where) for k, v in obj.items()}
+    return obj
+
+
+def arrays_in(obj):
+    """The NumPy arrays inside an unwrapped argument structure."""
+    if isinstance(obj, np.ndarray):
+        yield obj
+    elif isinstance(obj, (list, tuple)):
+        for o in obj:
+            yield from arrays_in(o)
+    elif isinstance(obj, dict):
+        for o in obj.values():
+            yield from arrays_in(o)
+
+
+def wrap(result, inputs=()):
+    """Device arrays for NumPy results; a result that is not a view of an input is a new buffer (counted)."""
+    from cupy._ndarray import ndarray
+
+    if isinstance(result, np.generic):  # CuPy never hands back a host scalar: a 0-d device array
+        result = np.asarray(result)
+    if isinstance(result, np.ndarray):
+        if not any(np.may_share_memory(result, a) for a in inputs):
+            allocated(result)
+        return ndarray(result)
+    if isinstance(result, (list, tuple)):
+        return type(result)(wrap(r, inputs) for r in result)
+    return result
