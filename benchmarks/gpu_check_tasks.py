@@ -56,7 +56,8 @@ def lenet(args):
     rows = [(e + 1, f"{seconds:.2f}", f"{history['loss'][e]:.4f}", f"{history['val_accuracy'][e]:.4f}",
              "-" if used is None else f"{used / 2**20:.3f}")
             for e, (seconds, used) in enumerate(zip(timer.times, probe.used))]
-    details = "\n".join(["| epoch | seconds | loss | test accuracy | GPU memory in use, MiB |", "|---|---|---|---|---|"]
+    details = "\n".join(["| epoch | seconds (training and the test-set pass) | loss | test accuracy "
+                         "| GPU memory in use, MiB |", "|---|---|---|---|---|"]
                         + ["| " + " | ".join(str(v) for v in row) + " |" for row in rows])
     later = timer.times[1:] or timer.times
     speed = f"{statistics.median(later):.2f} s/epoch (median of epochs 2-{args.epochs}; epoch 1 {timer.times[0]:.2f} s)"
