@@ -2,6 +2,7 @@
 
     PYTHONPATH=. GPUNN_DATA_DIR=../shared/datasets python benchmarks/bench_lenet.py
     GPUNN_BACKEND=numpy PYTHONPATH=. python benchmarks/bench_lenet.py --batch-sizes 128 --repeat 2
+    GPUNN_BACKEND=numpy PYTHONPATH=. python benchmarks/bench_lenet.py --batch-sizes 64 --repeat 1 --limit 12000
 
 Both frameworks train the same model (61,706 parameters) with Adam(1e-3), shuffled
 mini-batches, softmax + cross-entropy. Before timing, gpunn is checked to learn (test
@@ -50,8 +51,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch-sizes", default="64,128,512")
     parser.add_argument("--repeat", type=int, default=3, help="timed epochs per batch size (after one warm-up)")
+    parser.add_argument("--limit", type=int, help="only the first N training and test images (a quick try)")
     args = parser.parse_args()
-    (x, y), (xt, yt) = load("fashion_mnist")  # exits with the loader's message when the files are missing
+    (x, y), (xt, yt) = load("fashion_mnist", args.limit)  # exits with the loader's message when files are missing
     xd, yd, xtd, ytd = (backend.to_device(a) for a in (x, y, xt, yt))
     torch, device = load_torch()
     if torch is not None:

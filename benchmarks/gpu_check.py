@@ -58,7 +58,7 @@ SANITIZED = {"memcheck": ((*KERNEL_TESTS, "-k", "cupy"), 200,
 BENCH_ARGS = {  # (a GPU run, --quick); a script not named here runs with its defaults
     "bench_attention.py": ([], ["--shapes", "2,2,64,16", "--repeat", "2"]),
     "bench_conv.py": ([], ["--batch", "4", "--channels", "8", "--size", "16", "--filters", "8", "--repeat", "2"]),
-    "bench_lenet.py": (["--repeat", "2"], ["--batch-sizes", "512", "--repeat", "1"]),
+    "bench_lenet.py": (["--repeat", "2"], ["--batch-sizes", "64", "--repeat", "1", "--limit", "12000"]),
     "bench_rnn.py": ([], ["--shapes", "5,4,8,16", "--repeat", "2"]),
 }
 BENCH_TIMEOUT = {"bench_lenet.py": 150}  # seconds; the others 75
