@@ -3,7 +3,7 @@
     PYTHONPATH=. python benchmarks/bench_conv.py                 # the issue's shape: N=128, C=64, 32x32, 3x3, F=64
     GPUNN_BACKEND=numpy PYTHONPATH=. python benchmarks/bench_conv.py --batch 32
 
-Checks gpunn against PyTorch (or, without it, the NumPy twin) before timing anything.
+Checks gpunn against PyTorch before timing anything (without PyTorch it times gpunn alone, unchecked).
 """
 
 import argparse
@@ -63,7 +63,7 @@ def main():
         torch_s = torch_time_fn(torch, device, torch_step, repeat=args.repeat)
     else:
         torch_s = None
-        print("PyTorch is not installed: no side-by-side column")
+        print("PyTorch is not installed: gpunn is timed unchecked, with no side-by-side column")
 
     gpunn_s = time_fn(gpunn_step, repeat=args.repeat)
     ratio = f"{gpunn_s / torch_s:.2f}x" if torch_s else "-"

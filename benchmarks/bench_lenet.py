@@ -2,21 +2,19 @@
 
     PYTHONPATH=. GPUNN_DATA_DIR=../shared/datasets python benchmarks/bench_lenet.py
     GPUNN_BACKEND=numpy PYTHONPATH=. python benchmarks/bench_lenet.py --batch-sizes 128 --repeat 2
+    GPUNN_BACKEND=numpy PYTHONPATH=. python benchmarks/bench_lenet.py --batch-sizes 64 --repeat 1 --limit 12000
 
 Both frameworks train the same model (61,706 parameters) with Adam(1e-3), shuffled
-mini-batches, softmax + cross-entropy. Before timing, each is checked to learn
-(test accuracy after its warm-up epoch). Without the dataset, random images are
-used for timing only (the check is then skipped, and the table says so).
+mini-batches, softmax + cross-entropy. Before timing, gpunn is checked to learn (test
+accuracy above 0.70 after its warm-up epoch; PyTorch's is shown beside it). Without
+the dataset it stops, saying where to put the files.
 """
 
 import argparse
 
-import numpy as np
-
 import gpunn
 import gpunn.backend as backend
 from benchmarks.common import header, load_torch, table, torch_time_fn
-from gpunn.datasets import DatasetError
 from gpunn.examples.lenet import lenet5, load
 from gpunn.utils import time_fn
 
@@ -53,15 +51,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch-sizes", default="64,128,512")
     parser.add_argument("--repeat", type=int, default=3, help="timed epochs per batch size (after one warm-up)")
+    parser.add_argument("--limit", type=int, help="only the first N training and test images (a quick try)")
     args = parser.parse_args()
-    try:
-        (x, y), (xt, yt) = load("fashion_mnist")
-        data = "Fashion-MNIST"
-    except DatasetError:
-        rng = np.random.default_rng(0)
-        x, y = rng.random((60000, 1, 28, 28), dtype=np.float32), rng.integers(0, 10, 60000)
-        xt, yt = x[:1000], y[:1000]
-        data = "random images (no dataset found: timing only, accuracy not checked)"
+    (x, y), (xt, yt) = load("fashion_mnist", args.limit)  # exits with the loader's message when files are missing
     xd, yd, xtd, ytd = (backend.to_device(a) for a in (x, y, xt, yt))
     torch, device = load_torch()
     if torch is not None:
@@ -76,10 +68,9 @@ def main():
         def epoch():
             model.fit(xd, yd, batch_size=batch_size, epochs=1, verbose=0)
 
-        epoch()  # warm-up, and the check
+        epoch()  # warm-up, and the check: it learns (chance is 0.10; one epoch at batch 512 is only 118 steps)
         accuracy = model.evaluate(xtd, ytd, batch_size=1000)[1]
-        if data == "Fashion-MNIST":
-            assert accuracy > 0.75, f"gpunn LeNet did not learn: test accuracy {accuracy:.3f} after one epoch"
+        assert accuracy > 0.70, f"gpunn LeNet did not learn: test accuracy {accuracy:.3f} after one epoch"
         seconds = time_fn(epoch, warmup=0, repeat=args.repeat)
         torch_s = torch_acc = None
         if torch is not None:
@@ -91,7 +82,7 @@ def main():
         rows.append((batch_size, f"{seconds:.3f}", f"{accuracy:.3f}", f"{torch_s:.3f}" if torch_s else "-",
                      f"{torch_acc:.3f}" if torch_acc else "-", f"{seconds / torch_s:.2f}x" if torch_s else "-"))
     print(header())
-    print(f"data: {data}, 60,000 training images per epoch; PyTorch on {device or '-'}")
+    print(f"data: Fashion-MNIST, {len(x):,} training images per epoch; PyTorch on {device or '-'}")
     print(table(rows, ["batch", "gpunn s/epoch", "gpunn acc (1 epoch)", "torch s/epoch", "torch acc (1 epoch)",
                        "gpunn/torch"]))
 

@@ -34,11 +34,17 @@ def torch_time_fn(torch, device, fn, warmup=3, repeat=20):
 
 
 def load_torch():
-    """(torch, device) where PyTorch is installed, else (None, None); the device matches gpunn's backend."""
+    """(torch, device) where PyTorch is installed, else (None, None); the device matches gpunn's backend.
+
+    TF32 is turned off: cuDNN's convolutions and RNNs use it by default on Ampere and later GPUs, rounding
+    their inputs to 10-bit mantissas, which fails the float32 checks (1e-3) and times a different precision.
+    """
     try:
         import torch
     except ImportError:
         return None, None
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
     device = "cuda" if backend.is_gpu() and torch.cuda.is_available() else "cpu"
     return torch, device
 
