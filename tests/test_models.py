@@ -170,3 +170,29 @@ def test_backends_agree_on_a_training_step():
         results[name] = model.get_weights()
     for a, b in zip(*results.values()):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_weights_come_out_and_go_in_as_copies():
+    """get_weights is a snapshot and set_weights takes one: training changes neither (as in Keras)."""
+    x, y = spirals(64)
+    model = mlp()
+    model.compile(SGD(0.5), "sparse_categorical_crossentropy")
+    model.build()
+    snapshot = model.get_weights()
+    assert not np.shares_memory(snapshot[0], model.layers[0].kernel)
+    assert not np.shares_memory(model.layers[0].get_weights()[0], model.layers[0].kernel)
+    kept = [w.copy() for w in snapshot]
+    model.set_weights(snapshot)
+    model.fit(x, y, epochs=1, verbose=0)
+    for a, b in zip(snapshot, kept):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_early_stopping_restores_the_best_weights():
+    x, y = spirals(128)
+    model = mlp()
+    model.compile(SGD(0.5), "sparse_categorical_crossentropy")
+    stopper = EarlyStopping(monitor="val_loss", min_delta=10.0, patience=1, restore_best_weights=True)
+    history = model.fit(x, y, epochs=10, verbose=0, validation_data=(x, y), callbacks=[stopper])
+    assert len(history.epoch) == 3  # epoch 0 is the best; two epochs without a 10.0 improvement stop it
+    assert model.evaluate(x, y, batch_size=128)[0] == pytest.approx(history.history["val_loss"][0], rel=1e-6)

@@ -121,11 +121,14 @@ class Layer:
         return [owner.grads[n] for owner, n in self._trainable_refs()]
 
     def get_weights(self):
-        """All weights as NumPy arrays, in the order of :meth:`weight_refs`."""
-        return [backend.to_numpy(getattr(owner, n)) for owner, n in self.weight_refs()]
+        """Copies of all weights as NumPy arrays, in the order of :meth:`weight_refs`.
+
+        Copies, as in Keras: a snapshot (``best = model.get_weights()``) stays as it was while training goes on.
+        """
+        return [host_copy(getattr(owner, n)) for owner, n in self.weight_refs()]
 
     def set_weights(self, weights):
-        """Replace the weights by NumPy arrays of the same shapes (as from :meth:`get_weights`)."""
+        """Replace the weights by copies of NumPy arrays of the same shapes (as from :meth:`get_weights`)."""
         weights, refs = list(weights), self.weight_refs()
         if len(weights) != len(refs):
             raise ValueError(f"Layer '{self.name}' has {len(refs)} weights {self.weight_keys()}; "
@@ -136,7 +139,7 @@ class Layer:
             if w.shape != old.shape:
                 raise ValueError(f"Layer '{self.name}' weight '{key}' has shape {old.shape}; received shape {w.shape}")
         for (owner, n), w in zip(refs, weights):
-            setattr(owner, n, backend.to_device(w, dtype=getattr(owner, n).dtype))
+            setattr(owner, n, backend.xp.array(w, dtype=getattr(owner, n).dtype))  # a copy: training leaves w alone
 
     def count_params(self):
         return int(sum(getattr(owner, n).size for owner, n in self.weight_refs()))
@@ -174,6 +177,11 @@ class Layer:
 
     def __repr__(self):
         return f"<{type(self).__name__} '{self.name}'>"
+
+
+def host_copy(a):
+    """A NumPy copy of ``a``: CuPy's transfer to the host already copies; a NumPy array is copied here."""
+    return a.copy() if isinstance(a, np.ndarray) else backend.to_numpy(a)
 
 
 def check_rank(layer, x, rank, what):
