@@ -6,7 +6,7 @@ One training step is the course's loop, written out in :meth:`Sequential.train_s
     J = loss(A, Y)                  # + the weight penalties
     dA = dJ/dA                      # the loss's gradient (1/m inside)
     backward(dA)                    # each layer fills its grads and passes dX down
-    optimizer.apply(W, dW)          # W <- W - lr * (something built from dW)
+    optimizer.apply(W, dW, keys)    # W <- W - lr * (something built from dW), per weight
 
 ``fit`` runs that step over shuffled mini-batches for a number of epochs. The
 data is moved to the device once, before the first epoch, and stays there;
@@ -106,6 +106,10 @@ class Sequential:
     def trainable_grads(self):
         return [g for layer in self.layers for g in layer.trainable_grads]
 
+    def trainable_keys(self):
+        """'<layer>/<weight>' for each of :meth:`trainable_weights`: the names the optimizer keeps its state under."""
+        return [f"{layer.name}/{key}" for layer in self.layers for key in layer.trainable_keys]
+
     # --- compiling -------------------------------------------------------------
     def compile(self, optimizer="rmsprop", loss=None, metrics=None):
         """Choose the optimizer, the loss and the metrics to report.
@@ -154,7 +158,7 @@ class Sequential:
         y_pred = self.forward(x, training=True)
         loss = self.compute_loss(y_pred, y)
         self.backward(self.loss_gradient(), input_grad=False)
-        self.optimizer.apply(self.trainable_weights(), self.trainable_grads())
+        self.optimizer.apply(self.trainable_weights(), self.trainable_grads(), self.trainable_keys())
         return loss, y_pred
 
     # --- training and inference -------------------------------------------------------

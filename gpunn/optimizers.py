@@ -1,8 +1,10 @@
 """Optimizers: how the gradients dW move the weights W.
 
 Every optimizer updates the weights *in place*; its running averages (the
-"slots": velocity, squared-gradient average...) are created on the first step
-with the weights' shapes and kept in ``self.slots[i]`` for weight number i.
+"slots": velocity, squared-gradient average...) are created on a weight's first
+step with its shape and kept in ``self.slots[key]``, under the weight's name
+('dense/kernel', as the model passes it). So freezing, unfreezing and
+recompiling with the same optimizer never hands one weight another's averages.
 
 The equations, with g = dW and lr = learning rate at this step:
 
@@ -54,15 +56,32 @@ class Optimizer:
         lr = self.learning_rate
         return float(lr(self.iterations)) if callable(lr) else float(lr)
 
-    def apply(self, weights, grads):
-        """One step: update each array of ``weights`` in place from ``grads``."""
+    def apply(self, weights, grads, keys=None):
+        """One step: update each array of ``weights`` in place from ``grads``.
+
+        ``keys`` name the weights, one each (a model passes '<layer>/<weight>'); without them,
+        weights are known by their position in the list -- enough while the list never changes.
+        """
+        keys = list(range(len(weights)) if keys is None else keys)
+        if not len(keys) == len(weights) == len(grads):
+            raise ValueError(f"{type(self).__name__}.apply: expected as many grads and keys as weights; received "
+                             f"{len(weights)} weights, {len(grads)} grads and {len(keys)} keys")
         grads = self.clip(grads)
         lr = self.current_learning_rate()
         self.iterations += 1
-        for i, (w, g) in enumerate(zip(weights, grads)):
-            if i not in self.slots:
-                self.slots[i] = self.create_slots(w)
-            self.update(w, g, self.slots[i], lr)
+        for key, w, g in zip(keys, weights, grads):
+            self.update(w, g, self.slots_for(key, w), lr)
+
+    def slots_for(self, key, w):
+        """The running averages of weight ``key``: created at its first step, then checked against its shape."""
+        if key not in self.slots:
+            self.slots[key] = self.create_slots(w)
+        for name, slot in self.slots[key].items():
+            if slot.shape != w.shape:
+                raise ValueError(f"{type(self).__name__}: slot '{name}' of weight '{key}' has shape {slot.shape}; "
+                                 f"received a weight of shape {w.shape} under that name (a new model compiled with "
+                                 f"an optimizer already used? give each model its own optimizer)")
+        return self.slots[key]
 
     def clip(self, grads):
         xp = backend.xp

@@ -6,7 +6,8 @@ A gpunn file is a NumPy ``.npz`` archive (a zip of ``.npy`` arrays) holding
   the architecture (each layer's class and ``get_config()``), the compile
   settings, the epoch counter and the optimizer's step counter;
 - ``weights/<layer>/<weight>``: every weight, as a plain array;
-- ``optimizer/<i>/<slot>``: the optimizer's running averages, when saved.
+- ``optimizer/<layer>/<weight>/<slot>``: the optimizer's running averages, when
+  saved, under the name of the weight they belong to (frozen layers' too).
 
 Loading reads arrays with ``allow_pickle=False`` and the header with
 ``json.loads``: nothing in a file can run code. Arrays come back as NumPy and
@@ -91,9 +92,9 @@ def save_model(model, path, include_optimizer=True):
                              "metrics": [m if isinstance(m, str) else m.name for m in model._metric_specs]}
         if include_optimizer:
             header["optimizer_iterations"] = model.optimizer.iterations
-            for i, slots in model.optimizer.slots.items():
+            for key, slots in model.optimizer.slots.items():
                 for name, value in slots.items():
-                    arrays[f"optimizer/{i}/{name}"] = backend.to_numpy(value)
+                    arrays[f"optimizer/{key}/{name}"] = backend.to_numpy(value)
     _write(path, header, arrays)
 
 
@@ -225,15 +226,22 @@ def _set_weights(model, header, arrays, path):
 
 
 def _set_optimizer_state(model, iterations, arrays, path):
-    weights = model.trainable_weights()
+    """Give each weight its saved running averages, found by the weight's name.
+
+    Files from before names were used key slots by position among the trainable weights ('optimizer/0/m').
+    """
+    weights = {f"{layer.name}/{key}": getattr(owner, n) for layer in model.layers
+               for key, (owner, n) in zip(layer.weight_keys(), layer.weight_refs())}
+    by_position = model.trainable_keys()
     slots = {}
-    for key, value in arrays.items():
-        if key.startswith("optimizer/"):
-            _, i, name = key.split("/", 2)
-            i = int(i)
-            if i >= len(weights) or value.shape != weights[i].shape:
-                raise ModelFileError(f"{path}: optimizer slot {key} of shape {value.shape} does not match the "
-                                     f"model's trainable weights")
-            slots.setdefault(i, {})[name] = backend.to_device(value, dtype=weights[i].dtype)
+    for entry, value in arrays.items():
+        if entry.startswith("optimizer/"):
+            key, name = entry.removeprefix("optimizer/").rsplit("/", 1)
+            if key.isdigit() and int(key) < len(by_position):
+                key = by_position[int(key)]
+            if key not in weights or value.shape != weights[key].shape:
+                raise ModelFileError(f"{path}: optimizer slot {entry} of shape {value.shape} matches no weight of the "
+                                     f"model (its weights: {', '.join(weights)})")
+            slots.setdefault(key, {})[name] = backend.to_device(value, dtype=weights[key].dtype)
     model.optimizer.iterations = int(iterations)
     model.optimizer.slots = slots

@@ -196,3 +196,43 @@ def test_early_stopping_restores_the_best_weights():
     history = model.fit(x, y, epochs=10, verbose=0, validation_data=(x, y), callbacks=[stopper])
     assert len(history.epoch) == 3  # epoch 0 is the best; two epochs without a 10.0 improvement stop it
     assert model.evaluate(x, y, batch_size=128)[0] == pytest.approx(history.history["val_loss"][0], rel=1e-6)
+
+
+def test_freeze_unfreeze_and_recompile_with_the_same_optimizer():
+    """The transfer-learning recipe: train, freeze the base, train a head, unfreeze, fine-tune with a small rate."""
+    x, y = spirals(128)
+    set_seed(0)
+    model = Sequential([Dense(20, activation="relu", input_shape=(2,)), Dense(16, activation="relu"),
+                        Dense(2, activation="softmax")])
+    optimizer = Adam(0.01)
+    model.compile(optimizer, "sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=2, verbose=0)
+    base = model.layers[0]
+    base.trainable = False
+    frozen = base.get_weights()
+    model.compile(optimizer, "sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=2, verbose=0)
+    for a, b in zip(frozen, base.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    base.trainable = True
+    optimizer.learning_rate = 1e-4
+    model.compile(optimizer, "sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=1, verbose=0)
+    assert not np.array_equal(frozen[0], base.get_weights()[0])
+
+
+def test_optimizer_state_follows_each_weight_not_its_position():
+    """Three same-shaped layers: freezing the first must not hand its Adam averages to the second."""
+    x = np.random.default_rng(0).standard_normal((8, 4)).astype(np.float32)
+    model = Sequential([Dense(4, input_shape=(4,), name="a"), Dense(4, name="b"), Dense(4, name="c")])
+    optimizer = Adam(0.01)
+    model.compile(optimizer, "mse")
+    model.build()
+    model.train_step(x, x)
+    m_before = {key: slots["m"].copy() for key, slots in optimizer.slots.items()}
+    assert sorted(m_before) == ["a/bias", "a/kernel", "b/bias", "b/kernel", "c/bias", "c/kernel"]
+    model.layers[0].trainable = False  # takes effect at the next step, as in Keras 3
+    model.train_step(x, x)
+    g = model.layers[1].grads["kernel"]
+    np.testing.assert_allclose(optimizer.slots["b/kernel"]["m"], 0.9 * m_before["b/kernel"] + 0.1 * g, rtol=1e-6)
+    np.testing.assert_array_equal(optimizer.slots["a/kernel"]["m"], m_before["a/kernel"])

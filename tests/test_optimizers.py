@@ -117,3 +117,17 @@ def test_fused_kernels_match_twins(name, shape, kernel_device):
         np.testing.assert_allclose(dev.to_numpy(d), h, rtol=2e-5, atol=1e-6)
     strided = dev.asarray(np.zeros((4, 6), np.float32))[:, ::2]
     assert not kernels.takes(strided, strided)  # non-contiguous views take the twin
+
+
+def test_slots_are_kept_by_key():
+    opt = optimizers.Adam(0.1)
+    w1, w2 = np.zeros(2), np.zeros(3)
+    opt.apply([w1, w2], [np.ones(2), np.ones(3)], keys=["a", "b"])
+    opt.apply([w2], [np.ones(3)], keys=["b"])  # 'a' frozen for a step: 'b' keeps its own averages
+    np.testing.assert_allclose(opt.slots["b"]["m"], 0.9 * 0.1 + 0.1)
+    np.testing.assert_allclose(opt.slots["a"]["m"], 0.1)
+    with pytest.raises(ValueError, match=r"slot 'm' of weight 'a' has shape \(2,\); received a weight of shape \(3,\)"):
+        opt.apply([w2], [np.ones(3)], keys=["a"])
+    with pytest.raises(ValueError, match="expected as many grads and keys as weights; received 1 weights, 1 grads "
+                                         "and 2 keys"):
+        opt.apply([w1], [np.ones(2)], keys=["a", "b"])

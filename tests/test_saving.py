@@ -262,3 +262,53 @@ def test_cross_backend_round_trip(tmp_path, save_on, load_on):
     loaded = load_model(tmp_path / "m.npz")
     assert backend.get_array_module(loaded.layers[1].kernel) is backend.xp
     np.testing.assert_allclose(loaded.predict(x), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_resume_after_freezing_and_recompiling(tmp_path):
+    """Freeze a layer, recompile with the same optimizer, save, load, go on == never saved (bit for bit)."""
+    x = rng.random((64, 5), dtype=np.float32)
+    y = rng.integers(0, 3, 64)
+
+    def run(save_after_freezing):
+        set_seed(2)
+        model = Sequential([Dense(6, activation="relu", input_shape=(5,), name="base"), Dense(6, name="mid"),
+                            Dense(3, activation="softmax", name="head")])
+        optimizer = gpunn.optimizers.Adam(0.01)
+        model.compile(optimizer, "sparse_categorical_crossentropy")
+        model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+        model.layers[0].trainable = False
+        model.compile(optimizer, "sparse_categorical_crossentropy")
+        model.fit(x, y, batch_size=16, epochs=2, verbose=0)
+        if save_after_freezing:
+            model.save(tmp_path / "frozen.npz")
+            set_seed(2)
+            model = load_model(tmp_path / "frozen.npz")
+            assert not model.layers[0].trainable
+            assert sorted(model.optimizer.slots) == ["base/bias", "base/kernel", "head/bias", "head/kernel",
+                                                     "mid/bias", "mid/kernel"]
+        model.fit(x, y, batch_size=16, epochs=4, initial_epoch=2, verbose=0)
+        return model.get_weights()
+
+    for a, b in zip(run(False), run(True)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_optimizer_slots_saved_by_position_still_load(tmp_path):
+    """Files written before slots were named ('optimizer/0/m') give slot i to the i-th trainable weight."""
+    model, x, y = trained("reshape")
+    path = tmp_path / "m.npz"
+    model.save(path)
+    with np.load(path) as archive:
+        arrays = {k: archive[k] for k in archive.files}
+    keys = model.trainable_keys()
+    arrays = {(f"optimizer/{keys.index(k.removeprefix('optimizer/').rsplit('/', 1)[0])}/{k.rsplit('/', 1)[1]}"
+               if k.startswith("optimizer/") else k): v for k, v in arrays.items()}
+    np.savez(path, **arrays)
+    loaded = load_model(path)
+    for key, slots in model.optimizer.slots.items():
+        for name, value in slots.items():
+            np.testing.assert_array_equal(loaded.optimizer.slots[key][name], value)
+    arrays["optimizer/7/m"] = np.zeros(3)
+    np.savez(path, **arrays)
+    with pytest.raises(saving.ModelFileError, match="optimizer slot optimizer/7/m of shape \\(3,\\) matches no weight"):
+        load_model(path)

@@ -104,7 +104,10 @@ class Layer:
 
     def weight_keys(self):
         """Names for :meth:`weight_refs`: 'kernel', or 'forward_lstm/kernel' for a sublayer's."""
-        return [n if owner is self else f"{owner.name}/{n}" for owner, n in self.weight_refs()]
+        return [self._key(owner, n) for owner, n in self.weight_refs()]
+
+    def _key(self, owner, n):
+        return n if owner is self else f"{owner.name}/{n}"
 
     def _trainable_refs(self):
         if not self.trainable:
@@ -115,6 +118,11 @@ class Layer:
     def trainable_weights(self):
         """The arrays the optimizer updates (empty when ``trainable`` is False)."""
         return [getattr(owner, n) for owner, n in self._trainable_refs()]
+
+    @property
+    def trainable_keys(self):
+        """The names of :attr:`trainable_weights`, as in :meth:`weight_keys`."""
+        return [self._key(owner, n) for owner, n in self._trainable_refs()]
 
     @property
     def trainable_grads(self):
