@@ -6,7 +6,8 @@
 3. ``forward(x, training)`` computes the output and keeps in ``self`` what the
    backward pass will need (the "cache" of the course);
 4. ``backward(dy)`` receives dL/dy, fills ``self.grads[name]`` = dL/dW for each
-   weight, and returns dL/dx for the layer below. It never modifies ``dy``.
+   weight, and returns dL/dx for the layer below. It never modifies ``dy`` (nor,
+   with ``return_state``, the states' gradients), nor the ``x`` it cached.
 
 Weights are plain attributes (``self.kernel``, ``self.bias``) registered with
 :meth:`add_weight`. A wrapper layer (``Bidirectional``, ``TimeDistributed``)
