@@ -63,6 +63,12 @@ class Sequential:
             raise ValueError(f"Sequential '{self.name}' already has a layer named '{layer.name}'; layer names must be unique")
         self.layers.append(layer)
         self.built = False
+        if self.layers[0].input_shape is not None:  # the input shape is known: build now, as Keras does
+            try:
+                self.build()
+            except ValueError:
+                self.layers.pop()  # a layer that cannot take the shape it would receive is not added
+                raise
 
     def build(self, input_shape=None):
         """Create every layer's weights, inferring each layer's input shape from the one before."""
@@ -256,6 +262,13 @@ class Sequential:
         return backend.to_numpy(backend.xp.concatenate(outputs)) if outputs else np.zeros((0,) + self.output_shape,
                                                                                             dtype=np.float32)
 
+    def __getattr__(self, name):
+        """Only reached for a missing attribute: Keras methods that are gone say what to write instead."""
+        if name in REMOVED_METHODS:
+            raise AttributeError(f"Sequential.{name} was removed from Keras (2.6) and gpunn does not have it: "
+                                 f"{REMOVED_METHODS[name]}")
+        raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
+
     # --- input checks --------------------------------------------------------------
     def _check_compiled(self, what):
         if self.optimizer is None or self.loss is None:
@@ -388,6 +401,16 @@ class Sequential:
 
 
 load_model = saving.load_model
+
+REMOVED_METHODS = {
+    "fit_generator": "fit takes a generator or a Sequence/PyDataset itself: "
+                     "model.fit(generator, steps_per_epoch=..., epochs=...)",
+    "evaluate_generator": "evaluate takes a generator or a Sequence/PyDataset itself: model.evaluate(generator, steps=...)",
+    "predict_generator": "predict takes a generator or a Sequence/PyDataset itself: model.predict(generator, steps=...)",
+    "predict_classes": "write model.predict(x).argmax(axis=-1) for a softmax output, "
+                       "(model.predict(x) > 0.5).astype(int) for a sigmoid one",
+    "predict_proba": "model.predict(x) gives the probabilities",
+}
 
 
 class _Totals:

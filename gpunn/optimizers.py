@@ -30,6 +30,8 @@ rescales each weight's gradient whose L2 norm exceeds c to norm c;
 ``global_clipnorm`` does the same with the norm of all gradients together.
 """
 
+import warnings
+
 import gpunn.backend as backend
 from gpunn import schedules
 from gpunn.ops import optimizers as ops
@@ -39,7 +41,11 @@ from gpunn.utils.registry import from_identifier
 class Optimizer:
     name = None
 
-    def __init__(self, learning_rate=0.001, clipnorm=None, clipvalue=None, global_clipnorm=None):
+    def __init__(self, learning_rate=0.001, clipnorm=None, clipvalue=None, global_clipnorm=None, lr=None):
+        if lr is not None:  # Keras 2's spelling, still on many slides
+            warnings.warn(f"{type(self).__name__}(lr=...) is the old Keras spelling; use learning_rate=...",
+                          DeprecationWarning, stacklevel=3)
+            learning_rate = lr
         if not callable(learning_rate) and not (isinstance(learning_rate, (int, float)) and learning_rate > 0):
             raise ValueError(f"{type(self).__name__}: learning_rate must be a positive number or a schedule; "
                              f"received learning_rate={learning_rate!r}")

@@ -41,11 +41,17 @@ class Layer:
 
     Args:
         input_shape: shape of one sample (no batch axis), for the first layer of a model.
+        input_dim: the older Keras spelling of ``input_shape=(input_dim,)``.
         name: a unique name; by default the class name in snake case plus a counter.
-        trainable: when False the optimizer leaves this layer's weights alone.
+        trainable: when False the optimizer leaves this layer's weights alone (from the next training step on).
     """
 
-    def __init__(self, input_shape=None, name=None, trainable=True):
+    def __init__(self, input_shape=None, name=None, trainable=True, input_dim=None):
+        if input_dim is not None:
+            if input_shape is not None:
+                raise ValueError(f"{type(self).__name__}: give input_shape or input_dim, not both; received "
+                                 f"input_shape={input_shape!r} and input_dim={input_dim!r}")
+            input_shape = (input_dim,)
         if name is None:
             base = _snake_case(type(self).__name__)
             count = next(_name_counters[base])

@@ -163,3 +163,6 @@ class ZeroPadding2D(Layer):
 
     def get_config(self):
         return {**super().get_config(), "padding": [list(p) for p in self.padding]}
+
+
+Convolution2D = Conv2D  # Keras 1's name, still on slides
