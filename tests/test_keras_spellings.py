@@ -1,9 +1,12 @@
 """What the course's Keras slides write, accepted by gpunn (or refused with what to write instead)."""
 
+import math
+
 import numpy as np
 import pytest
 
 from gpunn import Sequential, activations, layers
+from gpunn.callbacks import Callback
 from gpunn.layers import Conv2D, Dense
 from gpunn.optimizers import SGD, Adam
 
@@ -29,6 +32,22 @@ def test_lr_is_the_old_spelling_of_learning_rate():
         assert SGD(lr=0.1, momentum=0.9).learning_rate == 0.1
     with pytest.warns(DeprecationWarning, match="learning_rate"):
         assert Adam(lr=0.002).learning_rate == 0.002
+
+
+class Params(Callback):
+    def on_train_begin(self, logs=None):
+        self.seen = dict(self.params)
+
+
+def test_batch_size_none_is_32_and_history_params():
+    x, y = rng.standard_normal((70, 3)).astype(np.float32), rng.integers(0, 2, 70)
+    model = Sequential([Dense(2, activation="softmax", input_shape=(3,))])
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    params = Params()
+    history = model.fit(x, y, batch_size=None, epochs=2, verbose=0, callbacks=[params])
+    assert history.params == params.seen == {"verbose": 0, "epochs": 2, "steps": math.ceil(70 / 32)}
+    assert len(model.evaluate(x, y, batch_size=None)) == 1
+    assert model.predict(x, batch_size=None).shape == (70, 2)
 
 
 def test_softplus_and_convolution2d():

@@ -1,3 +1,6 @@
+import io
+import sys
+
 import numpy as np
 import pytest
 
@@ -71,15 +74,31 @@ def test_same_seed_same_training():
         np.testing.assert_array_equal(a, b)
 
 
-def test_verbose_output_shows_progress(capsys):
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_verbose_output_shows_progress(capsys, monkeypatch):
+    """A terminal gets a redrawn bar; a log file or a pipe one line per epoch (verbose=1 or 'auto'), as verbose=2."""
     x, y = spirals(100)
     model = mlp()
     model.compile("sgd", "sparse_categorical_crossentropy", metrics=["acc"])
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stdout", terminal)
     model.fit(x, y, epochs=2, batch_size=50, verbose=1)
+    monkeypatch.undo()
+    out = terminal.getvalue()
+    assert "Epoch 2/2" in out and "100/100" in out and "loss=" in out and "acc=" in out and "\r" in out
+    model.fit(x, y, epochs=2, batch_size=10)  # verbose="auto", and capsys is not a terminal
     out = capsys.readouterr().out
-    assert "Epoch 2/2" in out and "100/100" in out and "loss=" in out and "acc=" in out
+    lines = out.splitlines()
+    assert "\r" not in out and len(lines) == 2 and lines[1].startswith("Epoch 2/2 - 100/100 samples - ")
+    assert " - loss: " in lines[1] and " - acc: " in lines[1]
     model.fit(x, y, epochs=1, verbose=2)
     assert "Epoch 1/1 - " in capsys.readouterr().out
+    with pytest.raises(ValueError, match="verbose must be 0 .*received verbose=3"):
+        model.fit(x, y, verbose=3)
 
 
 def test_summary_counts_parameters():

@@ -1,4 +1,4 @@
-"""Small data helpers: one-hot labels and mini-batches."""
+"""Small data helpers: one-hot labels, mini-batches, and Keras's PyDataset (Sequence) of batches."""
 
 import numpy as np
 
@@ -36,3 +36,42 @@ def random_mini_batches(x, y, mini_batch_size=64, seed=0):
         raise ValueError(f"random_mini_batches: x has {len(x)} examples but y has {len(y)}")
     order = np.random.default_rng(seed).permutation(len(x))
     return [(x[order[s]], y[order[s]]) for s in batch_slices(len(x), mini_batch_size)]
+
+
+class PyDataset:
+    """A dataset that hands out whole mini-batches, as in Keras: subclass it for data that does not fit in memory
+    or is made on the fly (augmentation).
+
+    Define ``__len__`` (the number of batches) and ``__getitem__(i)`` (batch i: ``(x, y)`` or
+    ``(x, y, sample_weight)``), then ``model.fit(dataset, epochs=...)``. Each epoch asks for every batch once,
+    in a new random order when ``fit(shuffle=True)``, and then calls :meth:`on_epoch_end`.
+
+    ``workers``, ``use_multiprocessing`` and ``max_queue_size`` are accepted as in Keras; gpunn reads
+    the batches one after the other, in the training loop.
+
+    Example:
+        >>> class Batches(PyDataset):
+        ...     def __init__(self, x, y, batch_size):
+        ...         super().__init__()
+        ...         self.x, self.y, self.batch_size = x, y, batch_size
+        ...     def __len__(self):
+        ...         return -(-len(self.x) // self.batch_size)
+        ...     def __getitem__(self, i):
+        ...         s = slice(i * self.batch_size, (i + 1) * self.batch_size)
+        ...         return self.x[s], self.y[s]
+    """
+
+    def __init__(self, workers=1, use_multiprocessing=False, max_queue_size=10):
+        self.workers, self.use_multiprocessing, self.max_queue_size = workers, use_multiprocessing, max_queue_size
+
+    def __len__(self):
+        raise NotImplementedError(f"{type(self).__name__} must define __len__: the number of batches")
+
+    def __getitem__(self, index):
+        raise NotImplementedError(f"{type(self).__name__} must define __getitem__: batch number index, as (x, y)")
+
+    def on_epoch_end(self):
+        """Called after every epoch (reshuffle or regenerate the data here)."""
+
+
+Sequence = PyDataset  # Keras 2's name; in Keras 3 keras.utils.Sequence is PyDataset too
