@@ -13,9 +13,26 @@ The equations, with g = dW and lr = learning rate at this step:
   Nesterov:  v = momentum v - lr g;  W += momentum v - lr g
 - Adagrad:   s += g^2;                            W -= lr g / (sqrt(s) + eps)
 - RMSprop:   s = rho s + (1 - rho) g^2;           W -= lr g / (sqrt(s) + eps)
+  centered:  mg = rho mg + (1 - rho) g;           W -= lr g / (sqrt(s - mg^2) + eps)
+  momentum:  v = momentum v + lr g / (...);       W -= v
 - Adam:      m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
              m_hat = m / (1 - b1^t);  v_hat = v / (1 - b2^t)   (bias correction, t = step number from 1)
              W -= lr m_hat / (sqrt(v_hat) + eps)
+- Nadam:     Adam whose m_hat looks one step ahead (Nesterov), with Keras's warming momentum schedule:
+             m_hat = u_{t+1} m / (1 - u_1...u_{t+1}) + (1 - u_t) g / (1 - u_1...u_t),  u_t = b1 (1 - 0.5 * 0.96^t)
+- Adadelta:  s = rho s + (1 - rho) g^2;  dW = -sqrt(d + eps) / sqrt(s + eps) g;  d = rho d + (1 - rho) dW^2
+             W += lr dW                                         (no units to tune: lr = 1 in Zeiler's paper)
+
+Where eps goes: gpunn writes the course's sqrt(s) + eps. Keras puts it elsewhere, so
+with the same eps the first steps (while s is still tiny) differ slightly:
+
+- Adagrad and RMSprop:  Keras W -= lr g / sqrt(s + eps) (inside the root; RMSprop's centered
+  and momentum variants too: sqrt(s - mg^2 + eps)).
+- Adam:  Keras W -= lr sqrt(1 - b2^t) / (1 - b1^t) m / (sqrt(v) + eps), the "epsilon hat" of
+  Kingma and Ba: gpunn's eps times sqrt(1 - b2^t).
+- Nadam and Adadelta are written exactly as Keras writes them.
+
+Once s (or v) is much larger than eps^2 the updates agree to rounding.
 
 Each update runs as one fused CUDA kernel per weight on the GPU; the
 equations are written out in :mod:`gpunn.ops.optimizers`, whose NumPy twins
@@ -162,18 +179,31 @@ class Adagrad(Optimizer):
 class RMSprop(Optimizer):
     name = "rmsprop"
 
-    def __init__(self, learning_rate=0.001, rho=0.9, epsilon=1e-7, **kwargs):
+    def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False, **kwargs):
         super().__init__(learning_rate, **kwargs)
-        self.rho, self.epsilon = float(rho), float(epsilon)
+        if not 0 <= momentum < 1:
+            raise ValueError(f"RMSprop: momentum must be in [0, 1); received momentum={momentum!r}")
+        self.rho, self.momentum, self.epsilon, self.centered = float(rho), float(momentum), float(epsilon), centered
 
     def create_slots(self, w):
-        return {"mean_square": backend.xp.zeros_like(w)}
+        xp = backend.xp
+        slots = {"mean_square": xp.zeros_like(w)}
+        if self.centered:
+            slots["average_gradient"] = xp.zeros_like(w)
+        if self.momentum:
+            slots["momentum"] = xp.zeros_like(w)
+        return slots
 
     def update(self, w, g, slots, lr):
-        ops.rmsprop_update(w, g, slots["mean_square"], lr, self.rho, self.epsilon)
+        if not self.centered and not self.momentum:
+            ops.rmsprop_update(w, g, slots["mean_square"], lr, self.rho, self.epsilon)
+        else:
+            ops.rmsprop_centered_momentum_update(w, g, slots["mean_square"], slots.get("average_gradient"),
+                                                 slots.get("momentum"), lr, self.rho, self.momentum, self.epsilon)
 
     def get_config(self):
-        return {**super().get_config(), "rho": self.rho, "epsilon": self.epsilon}
+        return {**super().get_config(), "rho": self.rho, "momentum": self.momentum, "epsilon": self.epsilon,
+                "centered": self.centered}
 
 
 class Adam(Optimizer):
@@ -193,7 +223,52 @@ class Adam(Optimizer):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}
 
 
-OPTIMIZERS = {cls.name: cls for cls in (SGD, Adagrad, RMSprop, Adam)}
+class Nadam(Optimizer):
+    name = "nadam"
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
+        self._schedule = (0, 1.0)  # (t, u_1 u_2 ... u_t), advanced step by step
+
+    def momentum_product(self, t):
+        """u_1 u_2 ... u_t of the momentum schedule u_k = beta_1 (1 - 0.5 * 0.96^k)."""
+        done, product = self._schedule if self._schedule[0] <= t else (0, 1.0)
+        for k in range(done + 1, t + 1):  # one step per call in training; all of them once after loading
+            product *= self.beta_1 * (1 - 0.5 * 0.96 ** k)
+        self._schedule = (t, product)
+        return product
+
+    def create_slots(self, w):
+        return {"m": backend.xp.zeros_like(w), "v": backend.xp.zeros_like(w)}
+
+    def update(self, w, g, slots, lr):
+        t = self.iterations
+        ops.nadam_update(w, g, slots["m"], slots["v"], lr, self.beta_1, self.beta_2, self.epsilon, t,
+                         self.momentum_product(t))
+
+    def get_config(self):
+        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}
+
+
+class Adadelta(Optimizer):
+    name = "adadelta"
+
+    def __init__(self, learning_rate=0.001, rho=0.95, epsilon=1e-7, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        self.rho, self.epsilon = float(rho), float(epsilon)
+
+    def create_slots(self, w):
+        return {"accumulated_grad": backend.xp.zeros_like(w), "accumulated_delta": backend.xp.zeros_like(w)}
+
+    def update(self, w, g, slots, lr):
+        ops.adadelta_update(w, g, slots["accumulated_grad"], slots["accumulated_delta"], lr, self.rho, self.epsilon)
+
+    def get_config(self):
+        return {**super().get_config(), "rho": self.rho, "epsilon": self.epsilon}
+
+
+OPTIMIZERS = {cls.name: cls for cls in (SGD, Adagrad, RMSprop, Adam, Nadam, Adadelta)}
 
 
 def get(identifier):

@@ -312,3 +312,17 @@ def test_optimizer_slots_saved_by_position_still_load(tmp_path):
     np.savez(path, **arrays)
     with pytest.raises(saving.ModelFileError, match="optimizer slot optimizer/7/m of shape \\(3,\\) matches no weight"):
         load_model(path)
+
+
+@pytest.mark.parametrize("optimizer", [gpunn.optimizers.Nadam(0.01), gpunn.optimizers.Adadelta(1.0),
+                                       gpunn.optimizers.RMSprop(0.01, momentum=0.5, centered=True)])
+def test_every_optimizer_resumes_exactly(tmp_path, optimizer):
+    model, x, y = trained("reshape", optimizer)
+    model.save(tmp_path / "m.npz")
+    loaded = load_model(tmp_path / "m.npz")
+    assert loaded.optimizer.get_config() == model.optimizer.get_config()
+    for fit in (model, loaded):
+        set_seed(1)
+        fit.fit(x, y, batch_size=8, epochs=3, initial_epoch=2, verbose=0)
+    for a, b in zip(model.get_weights(), loaded.get_weights()):
+        np.testing.assert_array_equal(a, b)
