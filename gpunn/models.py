@@ -29,6 +29,8 @@ from gpunn import saving
 from gpunn.callbacks import Callback, History
 from gpunn.data_adapters import check_int
 from gpunn.layers.base import Layer, layer_config
+from gpunn.layers.core import Dense
+from gpunn.utils.data import CLASS_NAMES_HINT, non_numeric
 from gpunn.utils.progress import Progress, check_verbose
 
 
@@ -311,8 +313,15 @@ class Sequential:
         xp = backend.get_array_module(y)
         k = self.output_shape[-1]
         name = self.loss.name
+        if y.dtype.kind not in "fiub":
+            raise ValueError(f"{what}: the targets y hold {non_numeric(y)}; expected numbers: class indices 0..{k - 1}, "
+                             f"one-hot rows or values; {CLASS_NAMES_HINT}")
         if y.dtype.kind == "f" and not bool(xp.isfinite(y).all()):
             raise ValueError(f"{what}: y contains NaN or infinite values")
+        one_per_sample = y.size // len(y) == (1 if name == "sparse_categorical_crossentropy" else k)
+        if one_per_sample and int(np.prod(self.output_shape[:-1])) > 1:
+            raise ValueError(f"{what}: the model outputs samples of shape {self.output_shape} but y has one target per "
+                             f"sample (y of shape {y.shape}){self._unflattened_hint()}")
         if name == "sparse_categorical_crossentropy":
             if y.dtype.kind == "f" and not bool((y == xp.round(y)).all()):
                 raise ValueError(f"{what}: loss '{name}' takes integer class labels; y holds non-integers "
@@ -337,6 +346,16 @@ class Sequential:
             raise ValueError(f"{what}: loss '{name}' expects targets in [0, 1]; received values from "
                              f"{float(y.min())} to {float(y.max())}")
         return y.astype(np.float32 if xp is np else y.dtype, copy=False)
+
+    def _unflattened_hint(self):
+        """Name the first Dense layer that receives samples with several axes, and what to put before it."""
+        for before, layer in zip([None] + self.layers, self.layers):
+            if isinstance(layer, Dense) and len(layer.input_shape) > 1:
+                fix = "give the recurrent layer before it return_sequences=False" if getattr(
+                    before, "return_sequences", False) else "put Flatten() (or a global pooling) before it"
+                return (f": layer '{layer.name}' receives samples of shape {layer.input_shape} and acts on their last "
+                        f"axis only; {fix}")
+        return ""
 
     # --- weights and description --------------------------------------------------------
     def get_weights(self):

@@ -144,6 +144,9 @@ def _write(path, header, arrays):
 def _read(path, formats):
     """(header, {name: numpy array}) from a gpunn file holding one of ``formats``, refusing anything else."""
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"expected a gpunn file (.npz, written by model.save or save_weights); received the "
+                                f"folder {path}")
     if not path.is_file():
         raise FileNotFoundError(f"No gpunn file at {path}")
     if not zipfile.is_zipfile(path):  # np.load would otherwise try the file as a pickle

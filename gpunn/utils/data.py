@@ -3,6 +3,16 @@
 import numpy as np
 
 
+CLASS_NAMES_HINT = "turn class names into indices first: classes, y = np.unique(y, return_inverse=True)"
+
+
+def non_numeric(a):
+    """Words for the values of a non-numeric array, for an error: "text (dtype <U3, e.g. 'cat')"."""
+    kind = "text" if a.dtype.kind in "US" else "Python objects"
+    example = f", e.g. {str(a.flat[0])!r}" if a.size else ""
+    return f"{kind} (dtype {a.dtype}{example})"
+
+
 def to_categorical(y, num_classes=None, dtype="float32"):
     """Integer labels (n,) -> one-hot rows (n, num_classes), as in Keras.
 
@@ -11,6 +21,8 @@ def to_categorical(y, num_classes=None, dtype="float32"):
            [0., 0., 1.]], dtype=float32)
     """
     y = np.asarray(y)
+    if y.dtype.kind not in "biuf":
+        raise ValueError(f"to_categorical expects integer class labels; received {non_numeric(y)}; {CLASS_NAMES_HINT}")
     if y.ndim > 1 and y.shape[-1] == 1:
         y = y[..., 0]
     if y.size and (y.dtype.kind not in "iu" and not np.all(y == np.round(y))):
