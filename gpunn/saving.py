@@ -15,8 +15,12 @@ are moved to the *current* backend, so a model saved on a GPU opens on a laptop.
 
 Writes go to a temporary file in the same folder, are flushed to disk, then
 renamed over the target: an interrupted save leaves the previous file intact.
+A save killed outright leaves its temporary behind (``.<name>.<random>.tmp``);
+the next save to the same target removes it. Saved files get the permissions
+the umask gives, like any file the user writes.
 """
 
+import glob
 import io
 import json
 import os
@@ -123,12 +127,15 @@ def _write(path, header, arrays):
         raise FileNotFoundError(f"Cannot save to {path}: the folder {folder} does not exist")
     buffer = io.BytesIO()
     np.savez(buffer, **{HEADER: np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)}, **arrays)
+    for stale in folder.glob(f".{glob.escape(path.name)}.*.tmp"):  # left by an earlier save of path, killed mid-write
+        stale.unlink(missing_ok=True)
     try:
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as e:
         raise PermissionError(f"Cannot save to {path}: the folder {folder} is not writable ({e.strerror})") from None
     try:
         with os.fdopen(fd, "wb") as f:
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes the file private (0600); a saved model is an ordinary file
             f.write(buffer.getbuffer())
             f.flush()
             os.fsync(f.fileno())
@@ -136,6 +143,13 @@ def _write(path, header, arrays):
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def _umask():
+    """The process's umask: read by setting it and putting it back, the only portable way."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 # --- reading -------------------------------------------------------------------------

@@ -326,3 +326,19 @@ def test_every_optimizer_resumes_exactly(tmp_path, optimizer):
         fit.fit(x, y, batch_size=8, epochs=3, initial_epoch=2, verbose=0)
     for a, b in zip(model.get_weights(), loaded.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_save_cleans_its_target_s_stale_temporaries_and_follows_the_umask(tmp_path):
+    """A save killed mid-write leaves '.m.npz.<random>.tmp'; the next save of m.npz removes it (not others')."""
+    model, _, _ = trained("reshape")
+    stale = [tmp_path / ".m.npz.k1ll3d.tmp", tmp_path / ".m.npz.x7q2ab.tmp"]
+    other = tmp_path / ".other.npz.abc123.tmp"
+    for path in stale + [other]:
+        path.write_bytes(b"\0" * 1000)
+    old = os.umask(0o027)
+    try:
+        model.save(tmp_path / "m.npz")
+    finally:
+        os.umask(old)
+    assert sorted(os.listdir(tmp_path)) == [".other.npz.abc123.tmp", "m.npz"]
+    assert (tmp_path / "m.npz").stat().st_mode & 0o777 == 0o640
