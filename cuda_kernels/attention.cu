@@ -2,8 +2,10 @@
 //
 // Layout: q (B, H, Lq, d), k (B, H, Lk, d), v (B, H, Lk, dv), row-major; out (B, H, Lq, dv);
 // lse (B, H, Lq); mask (B, Lk) int8, 1 = key may be attended (read only when has_mask).
-// Grid: blockIdx.y = b * H + h, so all threads of a block share one (b, h) and can
-// load tiles of K and V (or Q and dOut) into shared memory together.
+// Grid: one dimension, B*H groups of blocks; block x works on (b, h) = divmod(x / per_bh, H)
+// (per_bh = gridDim.x / (B*H) row blocks each), so all threads of a block share one (b, h)
+// and can load tiles of K and V (or Q and dOut) into shared memory together. (The x
+// dimension takes 2^31 - 1 blocks; y and z stop at 65535, too few for B*H in evaluation.)
 //
 // Forward, one thread per query row i, keys streamed in tiles of TILE with an online softmax:
 //     m = running max of the scores s_ij seen so far, l = sum_j exp(s_ij - m),
@@ -17,6 +19,13 @@
 #define TILE 32
 #define MAXD 128
 #define INF_F __int_as_float(0x7f800000)  // +infinity (NVRTC has no INFINITY macro)
+
+// This block's (b*H + h) and the index of its first row.
+__device__ __forceinline__ void block_place(long long B, long long H, long long* bh, long long* row0) {
+    const long long per_bh = gridDim.x / (B * H);
+    *bh = blockIdx.x / per_bh;
+    *row0 = (blockIdx.x % per_bh) * blockDim.x;
+}
 
 __device__ __forceinline__ bool allowed(const signed char* mask, int has_mask, int causal, long long b, long long Lk,
                                         long long i, long long j) {
@@ -39,8 +48,9 @@ __global__ void attention_forward(const float* __restrict__ q, const float* __re
                                   long long Lq, long long Lk, int d, int dv, float scale, int has_mask, int causal) {
     __shared__ float ks[TILE][MAXD];
     __shared__ float vs[TILE][MAXD];
-    const long long bh = blockIdx.y, b = bh / H;
-    const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    long long bh, row0;
+    block_place(B, H, &bh, &row0);
+    const long long b = bh / H, i = row0 + threadIdx.x;
     const bool active = i < Lq;
     const float* k_bh = k + bh * Lk * d;
     const float* v_bh = v + bh * Lk * dv;
@@ -82,8 +92,9 @@ __global__ void attention_backward_dq(const float* __restrict__ q, const float* 
                                       int has_mask, int causal) {
     __shared__ float ks[TILE][MAXD];
     __shared__ float vs[TILE][MAXD];
-    const long long bh = blockIdx.y, b = bh / H;
-    const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    long long bh, row0;
+    block_place(B, H, &bh, &row0);
+    const long long b = bh / H, i = row0 + threadIdx.x;
     const bool active = i < Lq;
     float qi[MAXD], doi[MAXD], acc[MAXD];
     for (int c = 0; c < d; ++c) {
@@ -120,8 +131,9 @@ __global__ void attention_backward_dkv(const float* __restrict__ q, const float*
     __shared__ float qs[TILE][MAXD];
     __shared__ float dos[TILE][MAXD];
     __shared__ float lse_s[TILE], delta_s[TILE];
-    const long long bh = blockIdx.y, b = bh / H;
-    const long long j = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    long long bh, row0;
+    block_place(B, H, &bh, &row0);
+    const long long b = bh / H, j = row0 + threadIdx.x;
     const bool active = j < Lk;
     float kj[MAXD], vj[MAXD], dk_acc[MAXD], dv_acc[MAXD];
     for (int c = 0; c < d; ++c) {

@@ -6,8 +6,9 @@ A callback sees the model as ``self.model`` and the epoch's numbers in
 """
 
 import math
+import time
 
-import numpy as np
+import gpunn.backend as backend
 
 
 class Callback:
@@ -146,10 +147,38 @@ class ModelCheckpoint(Callback):
 
 
 class TerminateOnNaN(Callback):
-    """Stop training as soon as a batch's loss is NaN or infinite."""
+    """Stop training as soon as a batch's loss is NaN or infinite.
+
+    Each batch's loss stays on the device: reading it back every batch would make the
+    GPU wait at every step. So whether it is finite is folded into one flag on the
+    device, read back at most every ``CHECK_SECONDS`` (as often as the progress bar
+    redraws) and at the end of every epoch.
+    """
+
+    CHECK_SECONDS = 0.5
+
+    def on_train_begin(self, logs=None):
+        self.finite, self.last_check = None, time.perf_counter()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.batch = None
 
     def on_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
-        if loss is not None and not np.isfinite(loss):
-            print(f"Batch {batch}: invalid loss {loss}, terminating training")
+        if loss is None:
+            return
+        finite = backend.get_array_module(loss).isfinite(loss)
+        self.finite = finite if self.finite is None else self.finite & finite
+        self.batch = batch
+        if time.perf_counter() - self.last_check >= self.CHECK_SECONDS:
+            self._check()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._check()
+
+    def _check(self):
+        self.last_check = time.perf_counter()
+        if self.finite is not None and not bool(self.finite):
+            print(f"Batch {self.batch}: invalid loss, terminating training")
             self.model.stop_training = True
+            self.finite = None

@@ -223,6 +223,8 @@ class Sequential:
                 for cb in callbacks:
                     cb.on_batch_end(batch, {"batch": batch, "size": len(xb), "loss": loss})
                 progress.update(len(xb) if train.unit == "sample" else 1, totals)
+                if self.stop_training:
+                    break
             if train.ran_out:
                 warnings.warn(data_adapters.RAN_OUT, stacklevel=2)
                 if not totals.n:  # nothing at all this epoch
@@ -302,6 +304,7 @@ class Sequential:
                         "use x.transpose(0, 3, 1, 2)")
             raise ValueError(f"Layer '{first.name}' expects samples of shape {self.input_shape}; received {what} "
                              f"with samples of shape {tuple(x.shape[1:])} (array shape {x.shape}).{hint}")
+        first.validate_input(x)
         if y is None:
             return x, None
         y = np.asarray(y) if backend.get_array_module(y) is np else y

@@ -160,3 +160,24 @@ def test_transformer_example_runs_and_saves_a_heatmap(tmp_path, monkeypatch):
     accuracy = main(["--epochs", "2", "--limit", "4000", "--depth", "32", "--heads", "2", "--ff-dim", "64",
                      "--heatmap", str(heatmap)])
     assert accuracy > 0.5 and heatmap.stat().st_size > 10_000
+
+
+def test_kernels_take_more_heads_than_a_grid_dimension_of_65535(kernel_device, monkeypatch):
+    """evaluate(batch_size=20000) with 4 heads: B*H = 80,000 (b, h) pairs, past CUDA's 65,535 blocks in y."""
+    monkeypatch.setattr(ops, "ROWS_PER_BLOCK", 32)  # fewer threads per block: the host runner is quicker
+    dev = kernel_device
+    q, k, v = (rng.standard_normal((20000, 4, 1, 1)).astype(np.float32) for _ in range(3))
+    out, lse = ops.attention_forward_gpu(*(dev.asarray(a) for a in (q, k, v)))
+    np.testing.assert_allclose(dev.to_numpy(out), v, rtol=1e-6)  # one key: all the weight on it
+    np.testing.assert_allclose(dev.to_numpy(lse), (q * k)[..., 0], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("lq, lk", [(0, 5), (4, 0), (0, 0)])
+def test_kernels_launch_nothing_for_empty_sequences(lq, lk, kernel_device, monkeypatch):
+    monkeypatch.setattr("gpunn.backend.kernels.get_kernel", lambda *a: pytest.fail("launched a kernel"))
+    dev = kernel_device
+    q, k, v = (dev.asarray(np.ones(s, np.float32)) for s in ((2, 3, lq, 4), (2, 3, lk, 4), (2, 3, lk, 5)))
+    out, lse = ops.attention_forward_gpu(q, k, v)
+    assert out.shape == (2, 3, lq, 5) and (dev.to_numpy(out) == 0).all() and np.isinf(dev.to_numpy(lse)).all()
+    grads = ops.attention_backward_gpu(q, k, v, out, lse, out)
+    assert [g.shape for g in grads] == [q.shape, k.shape, v.shape] and all((dev.to_numpy(g) == 0).all() for g in grads)

@@ -20,7 +20,7 @@ def run_python(code, env_extra, tmp_path=None, fake_cupy=None):
     paths = [str(ROOT)]
     if fake_cupy is not None:
         pkg = tmp_path / "cupy"
-        pkg.mkdir()
+        pkg.mkdir(parents=True)
         (pkg / "__init__.py").write_text(textwrap.dedent(fake_cupy))
         paths.insert(0, str(tmp_path))
     env["PYTHONPATH"] = os.pathsep.join(paths)
@@ -35,6 +35,94 @@ NO_DEVICE_CUPY = """
     class cuda:
         runtime = _Runtime
 """
+
+
+def fake_cupy_missing(library):
+    """A CuPy that sees one GPU but lacks ``library`` ('curand', 'cublas' or 'nvrtc'), as a CuPy wheel
+    installed without its [ctk] extra does on a machine with only the NVIDIA driver."""
+    return f"""
+    import numpy
+    MISSING = {library!r}
+
+    def _fail(lib):
+        if lib == MISSING:
+            raise RuntimeError(f"CuPy failed to load lib{{lib}}.so: cannot open shared object file")
+
+    class _Runtime:
+        getDeviceCount = staticmethod(lambda: 1)
+        runtimeGetVersion = staticmethod(lambda: 13000)
+        driverGetVersion = staticmethod(lambda: 13000)
+        getDeviceProperties = staticmethod(lambda i: {{"name": b"Fake GPU", "totalGlobalMem": 2**34, "major": 9,
+                                                      "minor": 0}})
+
+    class _Device:
+        def __init__(self, i=0): pass
+        def __enter__(self): return self
+        def __exit__(self, *a): pass
+        def use(self): pass
+
+    class cuda:
+        runtime = _Runtime
+        Device = _Device
+
+    class _RandomState:
+        def __init__(self, seed=None):
+            _fail("curand")
+            self.rng = numpy.random.default_rng(seed)
+        def random_sample(self, shape, dtype):
+            return self.rng.random(shape, dtype=dtype)
+
+    class random:
+        RandomState = _RandomState
+
+    class _Matrix(numpy.ndarray):
+        def __matmul__(self, other):
+            _fail("cublas")
+            return numpy.asarray(self) @ numpy.asarray(other)
+
+    def asarray(a, dtype=None):
+        return numpy.asarray(a, dtype=dtype).view(_Matrix)
+
+    zeros = numpy.zeros
+    __version__ = "14.2.0"
+
+    class RawKernel:
+        def __init__(self, code, name):
+            _fail("nvrtc")
+        def __call__(self, grid, block, args):
+            args[0][:] = 2.0 * numpy.arange(len(args[0]))
+    """
+
+
+@pytest.mark.parametrize("library, what", [("curand", "cuRAND"), ("cublas", "cuBLAS"), ("nvrtc", "NVRTC")])
+def test_a_missing_cuda_library_makes_auto_fall_back_and_cupy_name_it(library, what, tmp_path):
+    """CuPy sees the GPU, but one of the libraries gpunn needs is missing (a driver-only machine)."""
+    fake = fake_cupy_missing(library)
+    auto = run_python("import gpunn; print(gpunn.backend.name)", {}, tmp_path / "auto", fake_cupy=fake)
+    assert auto.returncode == 0, auto.stderr
+    assert auto.stdout.strip() == "numpy"
+    (line,) = auto.stderr.strip().splitlines()
+    assert what in line and f"lib{library}.so" in line
+    asked = run_python("import gpunn", {"GPUNN_BACKEND": "cupy"}, tmp_path / "cupy", fake_cupy=fake)
+    assert asked.returncode != 0 and "BackendError" in asked.stderr
+    assert what in asked.stderr and "gpunn[cuda13]" in asked.stderr and "[ctk]" in asked.stderr
+    info = run_python("from gpunn.__main__ import main; main(['info'])", {"GPUNN_BACKEND": "numpy"},
+                      tmp_path / "info", fake_cupy=fake)
+    assert info.returncode == 0, info.stderr
+    checks = [line for line in info.stdout.splitlines() if line.startswith("check")]
+    assert len(checks) == 3 and sum(line.endswith(": ok") for line in checks) == 2
+    assert any(what in line and f"lib{library}.so" in line for line in checks)
+
+
+def test_the_cuda_extras_bring_the_cuda_libraries():
+    """pip install 'gpunn[cuda13]' must pull CuPy's [ctk] extra: the CUDA libraries from the package index."""
+    import configparser
+
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg")
+    extras = config["options.extras_require"]
+    assert extras["cuda13"].strip().startswith("cupy-cuda13x[ctk]")
+    assert extras["cuda12"].strip().startswith("cupy-cuda12x[ctk]")
 
 
 def test_numpy_backend_by_env():

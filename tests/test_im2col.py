@@ -25,7 +25,7 @@ def im2col_loops(x, g, fill=0.0):
     for n, c, ki, kj, oh, ow in np.ndindex(g.N, g.C, g.KH, g.KW, g.OH, g.OW):
         h, w = oh * g.SH - g.PT + ki * g.DH, ow * g.SW - g.PL + kj * g.DW
         value = x[n, c, h, w] if 0 <= h < g.H and 0 <= w < g.W else fill
-        col[n, (c * g.KH + ki) * g.KW + kj, oh * g.OW + ow] = value
+        col[(c * g.KH + ki) * g.KW + kj, (n * g.OH + oh) * g.OW + ow] = value
     return col
 
 

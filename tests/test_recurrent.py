@@ -128,7 +128,7 @@ def test_bad_input_names_the_layer_and_shapes():
     emb = Embedding(10, 2, name="words")
     emb.build((3,))
     with pytest.raises(ValueError, match=r"Layer 'words' expects ids in \[0, 10\); received ids from 0 to 12"):
-        emb.forward(np.array([[0, 12, 3]]))
+        emb(np.array([[0, 12, 3]]))
     with pytest.raises(ValueError, match="merge_mode must be one of"):
         Bidirectional(LSTM(2), merge_mode="max")
     with pytest.raises(ValueError, match="input_length=4 contradicts"):

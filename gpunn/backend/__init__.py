@@ -31,9 +31,9 @@ import numpy as np
 BACKENDS = ("auto", "numpy", "cupy")
 
 CUPY_FIX = (
-    "install the CuPy build that matches your NVIDIA driver: "
-    "pip install 'gpunn[cuda13]' (CUDA 13 drivers) or 'gpunn[cuda12]' (CUDA 12); "
-    "`nvidia-smi` shows the driver's CUDA version. "
+    "install the CuPy build that matches your NVIDIA driver, with the CUDA libraries it needs: "
+    "pip install 'gpunn[cuda13]' (CUDA 13 drivers) or 'gpunn[cuda12]' (CUDA 12), which pull "
+    "cupy-cuda13x[ctk] or cupy-cuda12x[ctk]; `nvidia-smi` shows the driver's CUDA version. "
     "Or use the CPU: GPUNN_BACKEND=numpy"
 )
 
@@ -64,7 +64,22 @@ class Backend:
 
 
 def _find_cupy(device):
-    """Import CuPy and check it can use ``device``; return (cupy, None) or (None, why not)."""
+    """Import CuPy and check that it works on ``device``; return (cupy, None) or (None, why not)."""
+    cupy, why_not = _import_cupy(device)
+    if cupy is None:
+        return None, why_not
+    key = (id(cupy), device)
+    if key not in _smoke_tested:
+        failed = [f"{what} does not work ({error})" for what, error in smoke_test(cupy, device) if error]
+        _smoke_tested[key] = "; ".join(failed) or None
+    return (None, _smoke_tested[key]) if _smoke_tested[key] else (cupy, None)
+
+
+_smoke_tested = {}  # (cupy module, device) -> why the smoke test failed, or None: it runs once per process
+
+
+def _import_cupy(device):
+    """(cupy, None) when CuPy imports and sees ``device``, else (None, why not)."""
     try:
         import cupy
     except ImportError as e:
@@ -80,6 +95,40 @@ def _find_cupy(device):
     if not 0 <= device < count:
         return None, f"GPUNN_DEVICE={device} but this machine has {count} CUDA device(s): 0..{count - 1}"
     return cupy, None
+
+
+SMOKE_TEST_KERNEL = r'''extern "C" __global__ void gpunn_smoke_test(float* x) { x[threadIdx.x] = 2.0f * threadIdx.x; }'''
+
+
+def smoke_test(cupy, device):
+    """[(what, error or None)] for the three CUDA libraries gpunn needs beside the driver.
+
+    Seeing a device is not enough: CuPy loads cuRAND, cuBLAS and NVRTC only when
+    first used, and a machine with the driver alone has none of them. So draw
+    random numbers, multiply two matrices and compile a one-line kernel, and read
+    each result back.
+    """
+    def random():
+        return float(cupy.random.RandomState(0).random_sample((2,), dtype="float32").sum()) >= 0
+
+    def gemm():
+        a = cupy.asarray([[1.0, 2.0], [3.0, 4.0]], dtype="float32")
+        return float((a @ a)[1, 1]) == 22.0
+
+    def nvrtc():
+        x = cupy.zeros(4, dtype="float32")
+        cupy.RawKernel(SMOKE_TEST_KERNEL, "gpunn_smoke_test")((1,), (4,), (x,))
+        return float(x[3]) == 6.0
+
+    results = []
+    with cupy.cuda.Device(device):
+        for what, check in (("cuRAND (random numbers)", random), ("cuBLAS (matrix products)", gemm),
+                            ("NVRTC (compiling gpunn's kernels)", nvrtc)):
+            try:
+                results.append((what, None if check() else "wrong result"))
+            except Exception as e:  # a missing library raises ImportError, RuntimeError, CUDA errors...
+                results.append((what, f"{type(e).__name__}: {e}"))
+    return results
 
 
 def _parse_device(value):
@@ -241,7 +290,8 @@ def info():
         f"python       {sys.version.split()[0]}",
         f"numpy        {np.__version__}",
     ]
-    cupy, why_not = _find_cupy(device_id or 0)
+    device = device_id or 0
+    cupy, why_not = _import_cupy(device)
     if cupy is None:
         lines.append(f"cupy         not usable: {why_not}")
     else:
@@ -253,6 +303,7 @@ def info():
             props = cupy.cuda.runtime.getDeviceProperties(i)
             gpu = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
             lines.append(f"gpu {i}        {gpu}, {props['totalGlobalMem'] / 2**30:.0f} GiB, sm_{props['major']}{props['minor']}")
+        lines.extend(f"check        {what}: {error or 'ok'}" for what, error in smoke_test(cupy, device))
     from gpunn.backend.kernels import kernel_dir
 
     lines.append(f"kernels      {kernel_dir()}")

@@ -7,7 +7,8 @@ by CI, and shown next to their NumPy twins.
 
 :func:`get_kernel` compiles a file with ``cupy.RawModule`` the first time one
 of its kernels is asked for, once per process and device, and hands back the
-``RawKernel``; later calls come from the cache. Nothing is compiled at import.
+``RawKernel``; later calls, one per launch, are a dictionary lookup. Nothing is
+compiled at import.
 """
 
 import functools
@@ -45,11 +46,18 @@ def _module(family, device_id):
     return backend._cupy.RawModule(code=source(family), options=NVRTC_OPTIONS)
 
 
+_kernels = {}  # (family, name, device) -> RawKernel
+
+
 def get_kernel(family, name):
     """The ``extern "C"`` kernel ``name`` from ``cuda_kernels/<family>.cu``, compiled for the active GPU."""
     if not backend.is_gpu():
         raise RuntimeError(f"CUDA kernel {family}.{name} asked for, but the backend is {backend.name}")
-    return _module(family, backend.device_id).get_function(name)
+    key = (family, name, backend.device_id)
+    kernel = _kernels.get(key)
+    if kernel is None:
+        kernel = _kernels[key] = _module(family, backend.device_id).get_function(name)
+    return kernel
 
 
 def grid(n, block):

@@ -83,10 +83,18 @@ class Layer:
     def backward(self, dy):
         raise NotImplementedError
 
+    def validate_input(self, x):
+        """Check the values of data fed to this layer (ids in range...); by default nothing to check.
+
+        Models call it once per dataset, before the first batch, rather than on every
+        forward pass: a check reads the values back from the device, which would make
+        the GPU wait at every step."""
+
     def __call__(self, x, training=False):
         """Run the layer on a batch, building it first if needed (``layer(x)`` as in Keras)."""
         if not self.built:
             self.build(tuple(x.shape[1:]))
+        self.validate_input(x)
         return self.forward(x, training=training)
 
     # --- weights ---------------------------------------------------------------

@@ -37,19 +37,20 @@ def check_images(layer, x, channels):
 class Conv2D(Layer):
     """2-D convolution as im2col + one matrix product.
 
-    With F filters of size C x KH x KW, ``col = im2col(X)`` of shape (N, C*KH*KW, OH*OW)
-    and ``W2 = W.reshape(F, C*KH*KW)``::
+    With F filters of size C x KH x KW, ``col = im2col(X)`` of shape (C*KH*KW, N*OH*OW) --
+    one column per output pixel of every image -- and ``W2 = W.reshape(F, C*KH*KW)``::
 
-        Z[n] = W2 . col[n] + b            (F, OH*OW) per image -> Z (N, F, OH, OW)
+        Z = W2 . col + b                  (F, N*OH*OW), seen as (N, F, OH, OW)
         A = g(Z)
 
-    Backward, with dZ = dA * g'(Z) seen as (N, F, OH*OW)::
+    Backward, with dZ = dA * g'(Z) laid out as (F, N*OH*OW) like Z::
 
-        db   = sum over n and pixels of dZ
-        dW2  = sum_n dZ[n] . col[n]^T
-        dcol = W2^T . dZ[n]               for each n
+        db   = sum over images and pixels of dZ
+        dW2  = dZ . col^T
+        dcol = W2^T . dZ
         dX   = col2im(dcol)               (the adjoint of im2col)
 
+    Forward and both gradients are each one 2-D matrix product over the whole batch.
     Output size per axis: floor((size + padding - dilation*(k - 1) - 1) / stride) + 1.
 
     Args:
@@ -105,19 +106,19 @@ class Conv2D(Layer):
         check_images(self, x, self.kernel.shape[1])
         self.g = g = self.geometry(x.shape)
         self.col = im2col(x, g)
-        z = self.kernel.reshape(self.filters, -1) @ self.col
-        if self.use_bias:
-            z += self.bias[:, None]
-        return self.activation.forward(z.reshape(g.N, self.filters, g.OH, g.OW))
+        z = (self.kernel.reshape(self.filters, -1) @ self.col).reshape(self.filters, g.N, g.OH, g.OW)
+        z = z.transpose(1, 0, 2, 3)  # (N, F, OH, OW), a view; the bias add writes it out in that order
+        z = z + self.bias[:, None, None] if self.use_bias else backend.get_array_module(z).ascontiguousarray(z)
+        return self.activation.forward(z)
 
     def backward(self, dy):
         g = self.g
-        dz = self.activation.backward(dy).reshape(g.N, self.filters, g.OH * g.OW)
+        xp = backend.get_array_module(dy)
+        dz = self.activation.backward(dy)  # (N, F, OH, OW)
+        dz = xp.ascontiguousarray(dz.transpose(1, 0, 2, 3)).reshape(self.filters, -1)  # (F, N*OH*OW), like Z
         if self.use_bias:
-            self.grads["bias"] = dz.sum(axis=(0, 2))
-        # One small GEMM per image, then the sum over images (faster than one
-        # tensordot, which would first transpose both operands).
-        self.grads["kernel"] = (dz @ self.col.transpose(0, 2, 1)).sum(axis=0).reshape(self.kernel.shape)
+            self.grads["bias"] = dz.sum(axis=1)
+        self.grads["kernel"] = (dz @ self.col.T).reshape(self.kernel.shape)
         if not self.needs_input_grad:
             return None
         dcol = self.kernel.reshape(self.filters, -1).T @ dz

@@ -37,17 +37,21 @@ class Embedding(Layer):
     def compute_output_shape(self, input_shape):
         return tuple(input_shape) + (self.output_dim,)
 
-    def forward(self, x, training=False):
+    def validate_input(self, x):
+        """Ids must be integers in [0, input_dim): checked once per dataset by the model (one copy to the host),
+        and on every direct call ``layer(x)``; ``forward`` itself never waits for the device."""
+        if not x.size:
+            return
         xp = backend.get_array_module(x)
-        if x.size:  # one device-to-host copy for all three checks
-            lo, hi, fractional = backend.to_numpy(xp.stack([x.min(), x.max(), (x != xp.floor(x)).sum()])
-                                                  .astype(np.float64))
-            if fractional:
-                raise ValueError(f"Layer '{self.name}' expects integer ids; received non-integer values")
-            lo, hi = int(lo), int(hi)
-            if lo < 0 or hi >= self.input_dim:
-                raise ValueError(f"Layer '{self.name}' expects ids in [0, {self.input_dim}); received ids from {lo} to "
-                                 f"{hi} in an array of shape {tuple(x.shape)}")
+        lo, hi, fractional = backend.to_numpy(xp.stack([x.min(), x.max(), (x != xp.floor(x)).sum()]).astype(np.float64))
+        if fractional:
+            raise ValueError(f"Layer '{self.name}' expects integer ids; received non-integer values")
+        lo, hi = int(lo), int(hi)
+        if lo < 0 or hi >= self.input_dim:
+            raise ValueError(f"Layer '{self.name}' expects ids in [0, {self.input_dim}); received ids from {lo} to "
+                             f"{hi} in an array of shape {tuple(x.shape)}")
+
+    def forward(self, x, training=False):
         self.ids = x.astype(np.int64)
         return self.embeddings[self.ids]
 

@@ -1,6 +1,7 @@
 """Pooling layers. Each channel is pooled on its own, so an (N, C, H, W) batch is
 seen as N*C one-channel images and cut into windows with the same im2col as
-the convolution: col (N*C, KH*KW, OH*OW), one column per window."""
+the convolution: col (KH*KW, N*C*OH*OW), one column per window, in the order of
+the output (n, c, oh, ow) -- pooling is then a reduction over axis 0."""
 
 import numpy as np
 
@@ -42,6 +43,7 @@ class _Pooling2D(Layer):
         return col2im(dcol, self.g).reshape(self.x_shape)
 
     def output(self, pooled):
+        """(N*C*OH*OW,) -> (N, C, OH, OW)."""
         n, c = self.x_shape[:2]
         return pooled.reshape(n, c, self.g.OH, self.g.OW)
 
@@ -65,26 +67,26 @@ class MaxPool2D(_Pooling2D):
 
     def backward(self, dy):
         xp = backend.get_array_module(dy)
-        taps = xp.arange(self.g.KH * self.g.KW)[None, :, None]
-        dcol = (taps == self.argmax[:, None, :]) * dy.reshape(self.g.N, 1, -1)
+        taps = xp.arange(self.g.KH * self.g.KW)[:, None]
+        dcol = (taps == self.argmax[None, :]) * dy.reshape(1, -1)  # (taps, windows): dy at each arg-max
         return self.unwindows(dcol.astype(dy.dtype, copy=False))
 
 
 def max_and_argmax(col):
-    """The max over axis 1 of col (N, taps, P) and the first index reaching it.
+    """The max over axis 0 of col (taps, windows) and the first index reaching it.
 
-    CuPy: one reduction kernel each. NumPy: its argmax over a short middle axis
-    pays a per-row overhead (4 ms for LeNet's first pool), so walk the few taps
-    backwards instead, marking each tap equal to the max: the last mark, the
-    smallest index, wins -- the same tie rule as argmax (1.5 ms).
+    CuPy: one reduction kernel each. NumPy: its argmax over a short axis pays a
+    per-window overhead, so walk the few taps backwards instead, marking each tap
+    equal to the max: the last mark, the smallest index, wins -- the same tie rule
+    as argmax.
     """
     xp = backend.get_array_module(col)
-    best = col.max(axis=1)
+    best = col.max(axis=0)
     if xp is not np:
-        return best, col.argmax(axis=1)
-    arg = np.full(best.shape, col.shape[1] - 1, dtype=np.int32)
-    for k in reversed(range(col.shape[1] - 1)):
-        arg = np.where(col[:, k] == best, np.int32(k), arg)
+        return best, col.argmax(axis=0)
+    arg = np.full(best.shape, col.shape[0] - 1, dtype=np.int32)
+    for k in reversed(range(col.shape[0] - 1)):
+        arg = np.where(col[k] == best, np.int32(k), arg)
     return best, arg
 
 
@@ -96,17 +98,17 @@ class AvgPool2D(_Pooling2D):
         col = self.windows(x)
         xp = backend.get_array_module(x)
         g = self.g
-        if self.padding == "same":
+        if self.padding == "same":  # how many real pixels each window of one image covers: (OH*OW,)
             ones = xp.ones((1, 1, g.H, g.W), dtype=x.dtype)
             self.count = im2col(ones, Geometry((1, 1, g.H, g.W), (g.KH, g.KW), (g.SH, g.SW),
-                                               ((g.PT, g.PB), (g.PL, g.PR)))).sum(axis=1)
+                                               ((g.PT, g.PB), (g.PL, g.PR)))).sum(axis=0)
         else:
             self.count = x.dtype.type(g.KH * g.KW)
-        return self.output(col.sum(axis=1) / self.count)
+        return self.output(col.sum(axis=0).reshape(g.N, -1) / self.count)
 
     def backward(self, dy):
         xp = backend.get_array_module(dy)
-        share = dy.reshape(self.g.N, 1, -1) / self.count
+        share = (dy.reshape(self.g.N, -1) / self.count).reshape(1, -1)  # dy / count, once per window
         return self.unwindows(xp.broadcast_to(share, self.g.col_shape))
 
 

@@ -104,10 +104,15 @@ def kernel_fits(q, k, v, key_mask):
     return key_mask is None or key_mask.ndim == 2
 
 
+_no_mask = {}  # device -> a 1-element int8 array, passed (never read) when there is no mask
+
+
 def _mask_args(q, k, key_mask):
     xp = backend.xp
     if key_mask is None:
-        return xp.ones((q.shape[0], k.shape[-2]), dtype=np.int8), np.int32(0)
+        if backend.device_id not in _no_mask:
+            _no_mask[backend.device_id] = xp.ones(1, dtype=np.int8)
+        return _no_mask[backend.device_id], np.int32(0)
     return xp.ascontiguousarray(key_mask.astype(np.int8)), np.int32(1)
 
 
@@ -115,8 +120,8 @@ ROWS_PER_BLOCK = 128
 
 
 def _launch(name, rows, heads, args):
-    """Grid (row blocks, B*H): every block works on one (batch, head), as the kernels expect."""
-    grid = (kernels.grid(rows, ROWS_PER_BLOCK), heads)
+    """A 1-D grid of ``heads`` (= B*H) groups of row blocks, as the kernels expect."""
+    grid = (kernels.grid(rows, ROWS_PER_BLOCK) * heads,)
     kernels.get_kernel("attention", name)(grid, (ROWS_PER_BLOCK,), args)
 
 
@@ -124,8 +129,11 @@ def attention_forward_gpu(q, k, v, key_mask=None, causal=False, scale=None):
     b, h, lq, d = q.shape
     lk, dv = k.shape[-2], v.shape[-1]
     scale = 1.0 / math.sqrt(d) if scale is None else scale
-    out = backend.xp.empty((b, h, lq, dv), dtype=q.dtype)
-    lse = backend.xp.empty((b, h, lq), dtype=q.dtype)
+    xp = backend.xp
+    if lq == 0 or lk == 0 or b * h == 0:  # nothing to attend to: zeros, and lse = +inf (no allowed key)
+        return xp.zeros((b, h, lq, dv), dtype=q.dtype), xp.full((b, h, lq), np.inf, dtype=q.dtype)
+    out = xp.empty((b, h, lq, dv), dtype=q.dtype)
+    lse = xp.empty((b, h, lq), dtype=q.dtype)
     mask, has_mask = _mask_args(q, k, key_mask)
     _launch("attention_forward", lq, b * h, (q, k, v, mask, out, lse, np.int64(b), np.int64(h), np.int64(lq),
                                             np.int64(lk), np.int32(d), np.int32(dv), np.float32(scale), has_mask,
@@ -138,6 +146,8 @@ def attention_backward_gpu(q, k, v, out, lse, dout, key_mask=None, causal=False,
     lk, dv = k.shape[-2], v.shape[-1]
     scale = 1.0 / math.sqrt(d) if scale is None else scale
     xp = backend.xp
+    if lq == 0 or lk == 0 or b * h == 0:
+        return xp.zeros_like(q), xp.zeros_like(k), xp.zeros_like(v)
     dout = xp.ascontiguousarray(dout)
     delta = xp.ascontiguousarray((dout * out).sum(axis=-1))  # D_i, (B, H, Lq)
     dq, dk, dvv = xp.empty_like(q), xp.empty_like(k), xp.empty_like(v)

@@ -1,10 +1,14 @@
 """im2col and col2im: a convolution as one matrix product.
 
-For a kernel of size KH x KW, ``im2col`` copies, for every output pixel, the
-C x KH x KW patch of the input it sees into one column::
+For a kernel of size KH x KW, ``im2col`` copies, for every output pixel of every
+image, the C x KH x KW patch of the input it sees into one column::
 
-    x   (N, C, H, W)  ->  col (N, C*KH*KW, OH*OW)
-    out[n] = W.reshape(F, C*KH*KW) @ col[n]          -> (N, F, OH*OW) = (N, F, OH, OW)
+    x   (N, C, H, W)  ->  col (C*KH*KW, N*OH*OW)
+    out = W.reshape(F, C*KH*KW) @ col                -> (F, N*OH*OW), then (N, F, OH, OW)
+
+The images sit side by side in ``col``, so the whole batch is a single 2-D matrix
+product (one large GEMM: BLAS uses every core, cuBLAS one launch), and so are
+both gradients of the convolution.
 
 ``col2im`` is its adjoint (the transpose of that linear map): it adds every
 column entry back onto the input pixel it came from, which is exactly how the
@@ -59,33 +63,34 @@ class Geometry:
         (self.PL, self.PR) = padding[1]
         self.OH = conv_output_size(self.H, self.KH, self.SH, self.PT + self.PB, self.DH)
         self.OW = conv_output_size(self.W, self.KW, self.SW, self.PL + self.PR, self.DW)
-        self.col_shape = (self.N, self.C * self.KH * self.KW, self.OH * self.OW)
+        self.col_shape = (self.C * self.KH * self.KW, self.N * self.OH * self.OW)
 
 
 # --- NumPy twins -------------------------------------------------------------------
 
 
 def im2col_cpu(x, g, fill=0.0):
-    """x (N, C, H, W) -> col (N, C*KH*KW, OH*OW), with ``fill`` in the padding."""
+    """x (N, C, H, W) -> col (C*KH*KW, N*OH*OW), with ``fill`` in the padding."""
     padded = np.pad(x, ((0, 0), (0, 0), (g.PT, g.PB), (g.PL, g.PR)), constant_values=fill)
     sN, sC, sH, sW = padded.strides
-    # A view (N, C, KH, KW, OH, OW): element [n, c, ki, kj, oh, ow] is
+    # A view (C, KH, KW, N, OH, OW): element [c, ki, kj, n, oh, ow] is
     # padded[n, c, oh*SH + ki*DH, ow*SW + kj*DW]. No copy until the reshape.
     patches = np.lib.stride_tricks.as_strided(
-        padded, shape=(g.N, g.C, g.KH, g.KW, g.OH, g.OW),
-        strides=(sN, sC, g.DH * sH, g.DW * sW, g.SH * sH, g.SW * sW), writeable=False)
+        padded, shape=(g.C, g.KH, g.KW, g.N, g.OH, g.OW),
+        strides=(sC, g.DH * sH, g.DW * sW, sN, g.SH * sH, g.SW * sW), writeable=False)
     return patches.reshape(g.col_shape)
 
 
 def col2im_cpu(col, g):
-    """The adjoint of im2col_cpu: col (N, C*KH*KW, OH*OW) -> dx (N, C, H, W)."""
-    col = col.reshape(g.N, g.C, g.KH, g.KW, g.OH, g.OW)
+    """The adjoint of im2col_cpu: col (C*KH*KW, N*OH*OW) -> dx (N, C, H, W)."""
+    col = col.reshape(g.C, g.KH, g.KW, g.N, g.OH, g.OW)
     dxp = np.zeros((g.N, g.C, g.H + g.PT + g.PB, g.W + g.PL + g.PR), dtype=col.dtype)
     for ki in range(g.KH):  # a loop over the kernel's taps, never over pixels
         h0 = ki * g.DH
         for kj in range(g.KW):
             w0 = kj * g.DW
-            dxp[:, :, h0:h0 + g.SH * g.OH:g.SH, w0:w0 + g.SW * g.OW:g.SW] += col[:, :, ki, kj]
+            tap = col[:, ki, kj].transpose(1, 0, 2, 3)  # (N, C, OH, OW), a view
+            dxp[:, :, h0:h0 + g.SH * g.OH:g.SH, w0:w0 + g.SW * g.OW:g.SW] += tap
     return dxp[:, :, g.PT:g.PT + g.H, g.PL:g.PL + g.W]
 
 
@@ -126,12 +131,12 @@ def _check_dtype(a):
 
 
 def im2col(x, g, fill=0.0):
-    """x (N, C, H, W) -> col (N, C*KH*KW, OH*OW) on the array's own backend."""
+    """x (N, C, H, W) -> col (C*KH*KW, N*OH*OW) on the array's own backend."""
     _check_dtype(x)
     return im2col_gpu(x, g, fill) if kernels.on_gpu(x) else im2col_cpu(x, g, fill)
 
 
 def col2im(col, g):
-    """col (N, C*KH*KW, OH*OW) -> dx (N, C, H, W), summing overlapping patches."""
+    """col (C*KH*KW, N*OH*OW) -> dx (N, C, H, W), summing overlapping patches."""
     _check_dtype(col)
     return col2im_gpu(col, g) if kernels.on_gpu(col) else col2im_cpu(col, g)
