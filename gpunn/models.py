@@ -300,8 +300,9 @@ class Sequential:
         if tuple(x.shape[1:]) != self.input_shape:
             hint = ""
             if len(self.input_shape) == 3 and x.ndim == 4 and x.shape[-1] == self.input_shape[0]:
-                hint = (" gpunn is channels-first (N, C, H, W); this looks channels-last (N, H, W, C): "
-                        "use x.transpose(0, 3, 1, 2)")
+                hint = (" The model is channels-first (N, C, H, W), gpunn's default; this looks channels-last "
+                        "(N, H, W, C): build the model with data_format='channels_last' on its image layers (or "
+                        "gpunn.config.set_image_data_format('channels_last') first), or feed x.transpose(0, 3, 1, 2)")
             raise ValueError(f"Layer '{first.name}' expects samples of shape {self.input_shape}; received {what} "
                              f"with samples of shape {tuple(x.shape[1:])} (array shape {x.shape}).{hint}")
         first.validate_input(x)

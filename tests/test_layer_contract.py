@@ -5,10 +5,11 @@ import pytest
 
 import gpunn.backend as backend
 from gpunn import layers
-from gpunn.layers import (GRU, LSTM, Activation, AdditiveAttention, AvgPool2D, BatchNormalization, Bidirectional, Conv2D,
-                          Dense, Dropout, Embedding, Flatten, GlobalAveragePooling1D, GlobalAveragePooling2D,
-                          LayerNormalization, MaxPool2D, Maxout, MultiHeadAttention, PositionalEncoding, PReLU, Reshape,
-                          Residual, SimpleRNN, TimeDistributed, TransformerEncoder, ZeroPadding2D)
+from gpunn.layers import (GRU, LSTM, Activation, AdditiveAttention, AveragePooling1D, AvgPool2D, BatchNormalization,
+                          Bidirectional, Conv1D, Conv2D, Dense, Dropout, Embedding, Flatten, GlobalAveragePooling1D,
+                          GlobalAveragePooling2D, LayerNormalization, MaxPool2D, MaxPooling1D, Maxout, MultiHeadAttention,
+                          PositionalEncoding, PReLU, Reshape, Residual, SimpleRNN, TimeDistributed, TransformerEncoder,
+                          ZeroPadding2D)
 
 IMAGES, SEQUENCES = (2, 2, 5, 5), (2, 6, 4)
 
@@ -22,6 +23,10 @@ CASES = {
     "prelu": (lambda: PReLU(alpha_initializer="random_uniform"), IMAGES),
     "maxout": (lambda: Maxout(2), (4, 6)),
     "conv2d": (lambda: Conv2D(3, 3, padding="same", activation="relu"), IMAGES),
+    "conv2d_channels_last": (lambda: Conv2D(3, 3, data_format="channels_last"), (2, 5, 5, 2)),
+    "conv1d": (lambda: Conv1D(3, 3, padding="causal"), SEQUENCES),
+    "max_pooling1d": (lambda: MaxPooling1D(2), SEQUENCES),
+    "average_pooling1d": (lambda: AveragePooling1D(2, padding="same"), SEQUENCES),
     "zero_padding2d": (lambda: ZeroPadding2D(1), IMAGES),
     "max_pool2d": (lambda: MaxPool2D(2, padding="same"), IMAGES),
     "avg_pool2d": (lambda: AvgPool2D(2, padding="same"), IMAGES),

@@ -9,9 +9,9 @@ import gpunn
 import gpunn.backend as backend
 from gpunn import Sequential, layers, saving
 from gpunn.callbacks import ModelCheckpoint
-from gpunn.layers import (GRU, LSTM, Activation, AvgPool2D, BatchNormalization, Bidirectional, Conv2D, Dense, Dropout,
-                          Embedding, Flatten, GlobalAveragePooling2D, Layer, MaxPool2D, Maxout, PReLU, Reshape,
-                          SimpleRNN, TimeDistributed, ZeroPadding2D)
+from gpunn.layers import (GRU, LSTM, Activation, AveragePooling1D, AvgPool2D, BatchNormalization, Bidirectional, Conv1D,
+                          Conv2D, Dense, Dropout, Embedding, Flatten, GlobalAveragePooling2D, Layer, MaxPool2D,
+                          MaxPooling1D, Maxout, PReLU, Reshape, SimpleRNN, TimeDistributed, ZeroPadding2D)
 from gpunn.layers import (AdditiveAttention, GlobalAveragePooling1D, LayerNormalization, MultiHeadAttention,
                           PositionalEncoding, Residual, TransformerEncoder)
 from gpunn.models import load_model
@@ -30,6 +30,11 @@ MODELS = {
     "cnn": lambda: [ZeroPadding2D(1, input_shape=(2, 7, 7)), Conv2D(3, 3, strides=2, padding="same", activation="relu"),
                     BatchNormalization(), MaxPool2D(2, padding="same"), AvgPool2D(1), Conv2D(4, 1),
                     GlobalAveragePooling2D(), Dense(3, activation="softmax")],
+    "cnn1d": lambda: [Conv1D(4, 3, padding="causal", input_shape=(8, 3)), MaxPooling1D(), AveragePooling1D(2),
+                      Flatten(), Dense(3, activation="softmax")],
+    "cnn_channels_last": lambda: [Conv2D(3, 3, data_format="channels_last", input_shape=(6, 6, 2)),
+                                  BatchNormalization(axis=-1), MaxPool2D(data_format="channels_last"), Flatten(),
+                                  Dense(3, activation="softmax")],
     "transformer": lambda: [Dense(8, input_shape=(6, 5)), PositionalEncoding(), TransformerEncoder(2, 4, 16),
                             Residual([MultiHeadAttention(2, 4, value_dim=3), LayerNormalization()]),
                             Residual(AdditiveAttention()), GlobalAveragePooling1D(), Dense(3, activation="softmax")],
@@ -58,7 +63,7 @@ def trained(name, optimizer="adam"):
 def test_round_trips_cover_every_layer():
     used = {type(layer).__name__ for f in MODELS.values() for top in f() for layer in [top, *top.sublayers]}
     every = {name for name in layers.__all__ if name != "Layer"}
-    aliases = {"MaxPooling2D", "AveragePooling2D", "Convolution2D"}  # the same classes under Keras's other names
+    aliases = {"MaxPooling2D", "AveragePooling2D", "Convolution2D", "Convolution1D", "MaxPool1D", "AvgPool1D"}
     assert every - aliases - used == set()
 
 
