@@ -9,7 +9,9 @@ from gpunn.utils import progress
 
 
 def pretend_notebook(monkeypatch, ipywidgets):
-    monkeypatch.setitem(sys.modules, "ipykernel", types.ModuleType("ipykernel"))
+    ipython = types.ModuleType("IPython")
+    ipython.get_ipython = lambda: types.SimpleNamespace(config={"IPKernelApp": {}})
+    monkeypatch.setitem(sys.modules, "IPython", ipython)
     find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *args: (object() if ipywidgets else None) if name == "ipywidgets"
@@ -33,7 +35,8 @@ def test_a_notebook_with_ipywidgets_gets_the_widget(monkeypatch):
     assert progress.bar_class() is widget
 
 
-def test_a_pipe_gets_one_line_per_epoch(capsys):
+def test_a_pipe_gets_one_line_per_epoch(capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ipykernel", types.ModuleType("ipykernel"))  # imported, but no kernel runs
     bar = progress.Progress("auto", None, "Epoch 3/5", unit="batch")
     assert bar.bar is None
     bar.update(1, None)

@@ -26,8 +26,13 @@ def check_verbose(verbose):
 
 
 def in_notebook():
-    """Running inside a Jupyter kernel (Keras's test: ipykernel is loaded)."""
-    return "ipykernel" in sys.modules
+    """Running in a Jupyter kernel: IPython's shell was started by a kernel app (tqdm's test).
+
+    (Keras tests whether ipykernel was imported, which any program may do without running in a notebook.)
+    """
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    return shell is not None and "IPKernelApp" in shell.config
 
 
 def is_terminal(stream):
