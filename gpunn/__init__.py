@@ -14,5 +14,5 @@ from gpunn import activations, backend, callbacks, config, datasets, initializer
 from gpunn import plotting, regularizers, saving, schedules, utils
 from gpunn.models import Sequential, load_model
 
-__all__ = ["Sequential", "load_model", "activations", "backend", "callbacks", "config", "datasets", "initializers", "layers",
-           "losses", "metrics", "optimizers", "plotting", "regularizers", "saving", "schedules", "utils"]
+__all__ = ["Sequential", "load_model", "activations", "backend", "callbacks", "config", "datasets", "initializers",
+           "layers", "losses", "metrics", "optimizers", "plotting", "regularizers", "saving", "schedules", "utils"]

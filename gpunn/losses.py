@@ -41,7 +41,7 @@ class Loss:
         raise NotImplementedError
 
     def weighted(self, values):
-        """``values`` (m, ...) with each example's entries scaled by its weight ``self.w`` (m,) -- if there are weights."""
+        """``values`` (m, ...) with each example's entries scaled by its weight ``self.w`` (m,), if there are any."""
         return values if self.w is None else values * self.w.reshape((-1,) + (1,) * (values.ndim - 1))
 
     def get_config(self):

@@ -150,7 +150,7 @@ class Sequential:
         self.metrics = [metrics_module.get(m, self.loss, self.output_shape) for m in self._metric_specs]
 
     def compute_loss(self, y_pred, y_true, sample_weight=None):
-        """J = data loss (each example's share weighted by its sample weight) + weight penalties (a 0-d device array)."""
+        """J = data loss (each example's share weighted by its sample weight) + weight penalties (0-d, on the device)."""
         act = self._fused_activation
         if act is not None:
             loss = self.loss.forward_fused(act.z, y_pred, y_true, sample_weight)
@@ -437,7 +437,8 @@ load_model = saving.load_model
 REMOVED_METHODS = {
     "fit_generator": "fit takes a generator or a Sequence/PyDataset itself: "
                      "model.fit(generator, steps_per_epoch=..., epochs=...)",
-    "evaluate_generator": "evaluate takes a generator or a Sequence/PyDataset itself: model.evaluate(generator, steps=...)",
+    "evaluate_generator": "evaluate takes a generator or a Sequence/PyDataset itself: "
+                          "model.evaluate(generator, steps=...)",
     "predict_generator": "predict takes a generator or a Sequence/PyDataset itself: model.predict(generator, steps=...)",
     "predict_classes": "write model.predict(x).argmax(axis=-1) for a softmax output, "
                        "(model.predict(x) > 0.5).astype(int) for a sigmoid one",
