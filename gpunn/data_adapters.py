@@ -73,9 +73,6 @@ def adapt(model, x, y=None, sample_weight=None, class_weight=None, batch_size=No
         return GeneratorBatches(x, steps, prepare)
     if targets and y is None:
         raise ValueError(f"{what}: no targets y; fit and evaluate need (x, y): arrays, or batches (x, y)")
-    if sample_weight is not None and class_weight is not None:
-        raise ValueError("give sample_weight or class_weight, not both (as in Keras); to combine them, multiply each "
-                         "sample's class weight into sample_weight")
     batch_size = DEFAULT_BATCH_SIZE if batch_size is None else batch_size
     check_int("batch_size", batch_size, 1)
     return ArrayBatches(model, x, y, sample_weight, class_weight, batch_size, shuffle, steps, steps_name, what)
@@ -204,6 +201,9 @@ def _prepare(model, batch, class_weight, what, targets):
 
 def sample_weights(sample_weight, class_weight, y, n, what):
     """One weight per sample, from ``sample_weight`` or ``class_weight`` (None when neither is given)."""
+    if sample_weight is not None and class_weight is not None:
+        raise ValueError(f"{what}: give sample_weight or class_weight, not both (as in Keras); to combine them, "
+                         f"multiply each sample's class weight into sample_weight")
     if class_weight is not None:
         return class_weights(y, class_weight, what)
     if sample_weight is None:
