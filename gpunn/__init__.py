@@ -10,9 +10,9 @@ NumPy (CPU) or CuPy (NVIDIA GPU) -- choose with GPUNN_BACKEND=auto|numpy|cupy.
 
 __version__ = "0.1.0"
 
-from gpunn import activations, backend, callbacks, datasets, initializers, layers, losses, metrics, optimizers
+from gpunn import activations, backend, callbacks, config, datasets, initializers, layers, losses, metrics, optimizers
 from gpunn import plotting, regularizers, saving, schedules, utils
 from gpunn.models import Sequential, load_model
 
-__all__ = ["Sequential", "load_model", "activations", "backend", "callbacks", "datasets", "initializers", "layers", "losses",
-           "metrics", "optimizers", "plotting", "regularizers", "saving", "schedules", "utils"]
+__all__ = ["Sequential", "load_model", "activations", "backend", "callbacks", "config", "datasets", "initializers",
+           "layers", "losses", "metrics", "optimizers", "plotting", "regularizers", "saving", "schedules", "utils"]

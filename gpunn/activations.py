@@ -140,6 +140,24 @@ class ELU(ActivationFunction):
         return xp.where(self.positive, da, da * (self.a + self.alpha))
 
 
+class Softplus(ActivationFunction):
+    """g(z) = log(1 + e^z), a smooth ReLU;  g'(z) = 1 / (1 + e^-z), the sigmoid.
+
+    Computed as max(z, 0) + log(1 + e^-|z|): the same function, with no exp() that overflows.
+    """
+
+    name = "softplus"
+
+    def forward(self, z):
+        xp = backend.get_array_module(z)
+        self.z = z
+        return xp.maximum(z, 0) + xp.log1p(xp.exp(-xp.abs(z)))
+
+    def derivative(self, da):
+        xp = backend.get_array_module(da)
+        return da * 0.5 * (1 + xp.tanh(0.5 * self.z))
+
+
 class Softmax(ActivationFunction):
     """a_i = e^{z_i} / sum_j e^{z_j} over the last axis.
 
@@ -161,7 +179,7 @@ class Softmax(ActivationFunction):
         return self.a * (da - (da * self.a).sum(axis=-1, keepdims=True))
 
 
-ACTIVATIONS = {cls.name: cls for cls in (Linear, Sigmoid, Tanh, ReLU, LeakyReLU, ELU, Softmax)}
+ACTIVATIONS = {cls.name: cls for cls in (Linear, Sigmoid, Tanh, ReLU, LeakyReLU, ELU, Softplus, Softmax)}
 
 
 def get(identifier):

@@ -15,6 +15,10 @@ class Callback:
     def set_model(self, model):
         self.model = model
 
+    def set_params(self, params):
+        """What ``fit`` was asked for, as in Keras: ``{'verbose': ..., 'epochs': ..., 'steps': batches per epoch}``."""
+        self.params = params
+
     def on_train_begin(self, logs=None):
         pass
 

@@ -13,6 +13,10 @@ the logits Z, with a famously simple gradient::
 
 so when the model ends in the matching activation, ``compile`` calls
 ``forward_fused(z, a, y_true)`` instead, and the gradient goes straight to Z.
+
+Sample weights w (one per example: ``fit(sample_weight=...)`` or
+``class_weight``) scale each example's share, as Keras does: J = 1/m sum_i w_i J_i
+and its gradient w_i dJ_i/dA_i (still divided by m, not by the sum of the weights).
 """
 
 import numpy as np
@@ -26,15 +30,19 @@ class Loss:
     name = None
     fuses_with = None  # the output activation whose logits this loss can take
 
-    def __call__(self, y_true, y_pred):
+    def __call__(self, y_true, y_pred, sample_weight=None):
         """Keras-style call: the mean loss as a float."""
-        return float(self.forward(y_pred, y_true))
+        return float(self.forward(y_pred, y_true, sample_weight))
 
-    def forward(self, y_pred, y_true):
+    def forward(self, y_pred, y_true, sample_weight=None):
         raise NotImplementedError
 
     def backward(self):
         raise NotImplementedError
+
+    def weighted(self, values):
+        """``values`` (m, ...) with each example's entries scaled by its weight ``self.w`` (m,), if there are any."""
+        return values if self.w is None else values * self.w.reshape((-1,) + (1,) * (values.ndim - 1))
 
     def get_config(self):
         return {"name": self.name}
@@ -45,12 +53,13 @@ class MeanSquaredError(Loss):
 
     name = "mean_squared_error"
 
-    def forward(self, y_pred, y_true):
+    def forward(self, y_pred, y_true, sample_weight=None):
+        self.w = sample_weight
         self.diff = y_pred - y_true.reshape(y_pred.shape)
-        return (self.diff * self.diff).mean()
+        return self.weighted(self.diff * self.diff).mean()
 
     def backward(self):
-        return (2.0 / self.diff.size) * self.diff
+        return self.weighted((2.0 / self.diff.size) * self.diff)
 
 
 class BinaryCrossentropy(Loss):
@@ -63,22 +72,24 @@ class BinaryCrossentropy(Loss):
     name = "binary_crossentropy"
     fuses_with = "sigmoid"
 
-    def forward(self, y_pred, y_true):
+    def forward(self, y_pred, y_true, sample_weight=None):
         xp = backend.get_array_module(y_pred)
+        self.w = sample_weight
         self.y = y_true.reshape(y_pred.shape)
         self.a = xp.clip(y_pred, _EPS, 1 - _EPS)
-        return -(self.y * xp.log(self.a) + (1 - self.y) * xp.log(1 - self.a)).mean()
+        return -self.weighted(self.y * xp.log(self.a) + (1 - self.y) * xp.log(1 - self.a)).mean()
 
     def backward(self):
-        return (self.a - self.y) / (self.a * (1 - self.a)) / self.a.size
+        return self.weighted((self.a - self.y) / (self.a * (1 - self.a)) / self.a.size)
 
-    def forward_fused(self, z, a, y_true):
+    def forward_fused(self, z, a, y_true, sample_weight=None):
         xp = backend.get_array_module(z)
+        self.w = sample_weight
         self.y, self.a = y_true.reshape(z.shape), a
-        return (xp.maximum(z, 0) - z * self.y + xp.log1p(xp.exp(-xp.abs(z)))).mean()
+        return self.weighted(xp.maximum(z, 0) - z * self.y + xp.log1p(xp.exp(-xp.abs(z)))).mean()
 
     def backward_fused(self):
-        return (self.a - self.y) / self.a.size
+        return self.weighted((self.a - self.y) / self.a.size)
 
 
 class CategoricalCrossentropy(Loss):
@@ -87,21 +98,23 @@ class CategoricalCrossentropy(Loss):
     name = "categorical_crossentropy"
     fuses_with = "softmax"
 
-    def forward(self, y_pred, y_true):
+    def forward(self, y_pred, y_true, sample_weight=None):
         xp = backend.get_array_module(y_pred)
+        self.w = sample_weight
         self.y = y_true
         self.a = xp.clip(y_pred, _EPS, 1.0)
-        return -(self.y * xp.log(self.a)).sum(axis=-1).mean()
+        return -self.weighted((self.y * xp.log(self.a)).sum(axis=-1)).mean()
 
     def backward(self):
-        return -self.y / self.a / _batch(self.a)
+        return self.weighted(-self.y / self.a / _batch(self.a))
 
-    def forward_fused(self, z, a, y_true):
+    def forward_fused(self, z, a, y_true, sample_weight=None):
+        self.w = sample_weight
         self.y, self.a = y_true, a
-        return (_logsumexp(z) - (z * y_true).sum(axis=-1)).mean()
+        return self.weighted(_logsumexp(z) - (z * y_true).sum(axis=-1)).mean()
 
     def backward_fused(self):
-        return (self.a - self.y) / _batch(self.a)
+        return self.weighted((self.a - self.y) / _batch(self.a))
 
 
 class SparseCategoricalCrossentropy(Loss):
@@ -110,26 +123,28 @@ class SparseCategoricalCrossentropy(Loss):
     name = "sparse_categorical_crossentropy"
     fuses_with = "softmax"
 
-    def forward(self, y_pred, y_true):
+    def forward(self, y_pred, y_true, sample_weight=None):
         xp = backend.get_array_module(y_pred)
+        self.w = sample_weight
         self.labels = _labels(y_true, y_pred)
         self.a = y_pred
         picked = xp.take_along_axis(y_pred, self.labels[..., None], axis=-1)[..., 0]
-        return -xp.log(xp.clip(picked, _EPS, 1.0)).mean()
+        return -self.weighted(xp.log(xp.clip(picked, _EPS, 1.0))).mean()
 
     def backward(self):
         xp = backend.get_array_module(self.a)
         onehot = _one_hot(self.labels, self.a)
-        return -onehot / xp.clip(self.a, _EPS, 1.0) / _batch(self.a)
+        return self.weighted(-onehot / xp.clip(self.a, _EPS, 1.0) / _batch(self.a))
 
-    def forward_fused(self, z, a, y_true):
+    def forward_fused(self, z, a, y_true, sample_weight=None):
         xp = backend.get_array_module(z)
+        self.w = sample_weight
         self.labels, self.a = _labels(y_true, z), a
         picked = xp.take_along_axis(z, self.labels[..., None], axis=-1)[..., 0]
-        return (_logsumexp(z) - picked).mean()
+        return self.weighted(_logsumexp(z) - picked).mean()
 
     def backward_fused(self):
-        return (self.a - _one_hot(self.labels, self.a)) / _batch(self.a)
+        return self.weighted((self.a - _one_hot(self.labels, self.a)) / _batch(self.a))
 
 
 def _batch(a):

@@ -6,29 +6,32 @@ One training step is the course's loop, written out in :meth:`Sequential.train_s
     J = loss(A, Y)                  # + the weight penalties
     dA = dJ/dA                      # the loss's gradient (1/m inside)
     backward(dA)                    # each layer fills its grads and passes dX down
-    optimizer.apply(W, dW)          # W <- W - lr * (something built from dW)
+    optimizer.apply(W, dW, keys)    # W <- W - lr * (something built from dW), per weight
 
-``fit`` runs that step over shuffled mini-batches for a number of epochs. The
-data is moved to the device once, before the first epoch, and stays there;
-losses and accuracies are summed on the device and read back only when the
-progress bar is redrawn, so a GPU is never kept waiting for Python.
+``fit`` runs that step over shuffled mini-batches for a number of epochs. Array
+data is moved to the device once, before the first epoch, and stays there (a
+generator's or a PyDataset's batches are moved as they come: see
+:mod:`gpunn.data_adapters`); losses and accuracies are summed on the device and
+read back only when the progress bar is redrawn, so a GPU is never kept waiting
+for Python.
 """
 
-import sys
-import time
 import warnings
 
 import numpy as np
-from tqdm.auto import tqdm
 
 import gpunn.backend as backend
+from gpunn import data_adapters
 from gpunn import losses as losses_module
 from gpunn import metrics as metrics_module
 from gpunn import optimizers as optimizers_module
 from gpunn import saving
 from gpunn.callbacks import Callback, History
+from gpunn.data_adapters import check_int
 from gpunn.layers.base import Layer, layer_config
-from gpunn.utils.data import batch_slices
+from gpunn.layers.core import Dense
+from gpunn.utils.data import CLASS_NAMES_HINT, non_numeric
+from gpunn.utils.progress import Progress, check_verbose
 
 
 class Sequential:
@@ -63,6 +66,12 @@ class Sequential:
             raise ValueError(f"Sequential '{self.name}' already has a layer named '{layer.name}'; layer names must be unique")
         self.layers.append(layer)
         self.built = False
+        if self.layers[0].input_shape is not None:  # the input shape is known: build now, as Keras does
+            try:
+                self.build()
+            except ValueError:
+                self.layers.pop()  # a layer that cannot take the shape it would receive is not added
+                raise
 
     def build(self, input_shape=None):
         """Create every layer's weights, inferring each layer's input shape from the one before."""
@@ -106,6 +115,10 @@ class Sequential:
     def trainable_grads(self):
         return [g for layer in self.layers for g in layer.trainable_grads]
 
+    def trainable_keys(self):
+        """'<layer>/<weight>' for each of :meth:`trainable_weights`: the names the optimizer keeps its state under."""
+        return [f"{layer.name}/{key}" for layer in self.layers for key in layer.trainable_keys]
+
     # --- compiling -------------------------------------------------------------
     def compile(self, optimizer="rmsprop", loss=None, metrics=None):
         """Choose the optimizer, the loss and the metrics to report.
@@ -136,90 +149,94 @@ class Sequential:
     def _resolve_metrics(self):
         self.metrics = [metrics_module.get(m, self.loss, self.output_shape) for m in self._metric_specs]
 
-    def compute_loss(self, y_pred, y_true):
-        """J = data loss + weight penalties (a 0-d device array)."""
+    def compute_loss(self, y_pred, y_true, sample_weight=None):
+        """J = data loss (each example's share weighted by its sample weight) + weight penalties (0-d, on the device)."""
         act = self._fused_activation
         if act is not None:
-            loss = self.loss.forward_fused(act.z, y_pred, y_true)
+            loss = self.loss.forward_fused(act.z, y_pred, y_true, sample_weight)
         else:
-            loss = self.loss.forward(y_pred, y_true)
+            loss = self.loss.forward(y_pred, y_true, sample_weight)
         return loss + sum(layer.regularization_loss() for layer in self.layers)
 
     def loss_gradient(self):
         """dJ/dA of the last layer's output -- or dJ/dZ when the activation is fused."""
         return self.loss.backward_fused() if self._fused_activation is not None else self.loss.backward()
 
-    def train_step(self, x, y):
+    def train_step(self, x, y, sample_weight=None):
         """One step of gradient descent on a batch; returns the loss and the predictions."""
         y_pred = self.forward(x, training=True)
-        loss = self.compute_loss(y_pred, y)
+        loss = self.compute_loss(y_pred, y, sample_weight)
         self.backward(self.loss_gradient(), input_grad=False)
-        self.optimizer.apply(self.trainable_weights(), self.trainable_grads())
+        self.optimizer.apply(self.trainable_weights(), self.trainable_grads(), self.trainable_keys())
         return loss, y_pred
 
     # --- training and inference -------------------------------------------------------
-    def fit(self, x=None, y=None, batch_size=32, epochs=1, verbose=1, callbacks=None, validation_split=0.0,
-            validation_data=None, shuffle=True, initial_epoch=0, **kwargs):
-        """Train for ``epochs`` epochs of mini-batch gradient descent; returns a :class:`History`."""
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None, validation_split=0.0,
+            validation_data=None, shuffle=True, class_weight=None, sample_weight=None, initial_epoch=0,
+            steps_per_epoch=None, validation_steps=None, **kwargs):
+        """Train for ``epochs`` epochs of mini-batch gradient descent; returns a :class:`History`.
+
+        ``x`` and ``y`` are arrays (``batch_size`` samples a batch, 32 by default), or ``x`` is a
+        generator or a :class:`gpunn.utils.PyDataset` of batches ``(x, y)`` or ``(x, y, sample_weight)``
+        (``steps_per_epoch`` batches an epoch). ``sample_weight`` (one per sample) or ``class_weight``
+        (``{class: weight}``) scale each sample's share of the loss; the metrics stay unweighted, as in
+        Keras. ``verbose``: see :mod:`gpunn.utils.progress`.
+        """
         if "nb_epoch" in kwargs:
             warnings.warn("fit(nb_epoch=...) is the old Keras 1 spelling; use epochs=...", DeprecationWarning, stacklevel=2)
             epochs = kwargs.pop("nb_epoch")
         if kwargs:
             raise TypeError(f"fit() got unexpected keyword arguments: {', '.join(kwargs)}")
         self._check_compiled("fit")
-        _check_positive_int("batch_size", batch_size, minimum=1)
-        _check_positive_int("epochs", epochs, minimum=0)
-        _check_positive_int("initial_epoch", initial_epoch, minimum=0)
-        if not 0 <= validation_split < 1:
-            raise ValueError(f"validation_split must be in [0, 1); received validation_split={validation_split!r}")
-        x, y = self._check_data(x, y)
-        if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise ValueError("validation_data must be (x_val, y_val) as a tuple or a list of two arrays")
-            x_val, y_val = self._check_data(*validation_data, what="validation_data")
-        elif validation_split:
-            split = int(len(x) * (1 - validation_split))
-            if split == 0 or split == len(x):
-                raise ValueError(f"validation_split={validation_split} leaves no samples for training or validation "
-                                 f"out of {len(x)}")
-            x, y, x_val, y_val = x[:split], y[:split], x[split:], y[split:]
-        else:
-            x_val = y_val = None
+        check_int("epochs", epochs, minimum=0)
+        check_int("initial_epoch", initial_epoch, minimum=0)
+        check_verbose(verbose)
+        (x, y, sample_weight), split = data_adapters.split_validation(x, y, sample_weight, validation_split)
+        train = data_adapters.adapt(self, x, y, sample_weight, class_weight, batch_size, shuffle, steps_per_epoch,
+                                    steps_name="steps_per_epoch")
+        val = None
+        if split is not None or validation_data is not None:
+            x_val, y_val, w_val = split or data_adapters.unpack_validation(validation_data)
+            val = data_adapters.adapt(self, x_val, y_val, w_val, None, None if data_adapters.is_batches(x_val) else
+                                      batch_size, steps=validation_steps, what="validation_data",
+                                      steps_name="validation_steps")
 
-        x, y = backend.to_device(x), backend.to_device(y)
-        if x_val is not None:
-            x_val, y_val = backend.to_device(x_val), backend.to_device(y_val)
         history = History()
         callbacks = list(callbacks or []) + [history]  # last, so it records what the others add to the logs
         for cb in callbacks:
             if not isinstance(cb, Callback):
                 raise TypeError(f"callbacks must be gpunn.callbacks.Callback objects; received {cb!r}")
             cb.set_model(self)
+            cb.set_params({"verbose": verbose, "epochs": epochs, "steps": train.steps})
             cb.on_train_begin()
         self.stop_training = False
 
-        n = len(x)
         for epoch in range(initial_epoch, epochs):
             backend.reseed(epoch)
             for cb in callbacks:
                 cb.on_epoch_begin(epoch)
-            order = backend.permutation(n) if shuffle else None
             totals = _Totals(self)
-            progress = _Progress(verbose, n, f"Epoch {epoch + 1}/{epochs}")
-            for batch, s in enumerate(batch_slices(n, batch_size)):
-                xb, yb = (x[order[s]], y[order[s]]) if shuffle else (x[s], y[s])
-                loss, y_pred = self.train_step(xb, yb)
+            progress = Progress(verbose, train.size, f"Epoch {epoch + 1}/{epochs}", train.unit)
+            for batch, (xb, yb, wb) in enumerate(train.batches()):
+                loss, y_pred = self.train_step(xb, yb, wb)
                 totals.add(loss, y_pred, yb)
                 for cb in callbacks:
                     cb.on_batch_end(batch, {"batch": batch, "size": len(xb), "loss": loss})
-                progress.update(len(xb), totals)
+                progress.update(len(xb) if train.unit == "sample" else 1, totals)
                 if self.stop_training:
                     break
+            if train.ran_out:
+                warnings.warn(data_adapters.RAN_OUT, stacklevel=2)
+                if not totals.n:  # nothing at all this epoch
+                    progress.close(None)
+                    break
+                self.stop_training = True
             logs = totals.result()
-            if x_val is not None:
-                logs.update({f"val_{k}": v for k, v in self._evaluate_on_device(x_val, y_val, batch_size).items()})
+            if val is not None:
+                logs.update({f"val_{k}": v for k, v in self._evaluate_batches(val).items()})
             progress.close(logs)
             self.epoch = epoch + 1
+            train.on_epoch_end()
             for cb in callbacks:
                 cb.on_epoch_end(epoch, logs)
             if self.stop_training:
@@ -228,31 +245,40 @@ class Sequential:
             cb.on_train_end()
         return history
 
-    def evaluate(self, x, y, batch_size=32, verbose=0):
-        """The loss and metrics on (x, y): ``[loss, metric_1, ...]``."""
+    def evaluate(self, x=None, y=None, batch_size=None, verbose=0, sample_weight=None, steps=None):
+        """The loss and metrics on (x, y) -- arrays, a generator or a PyDataset: ``[loss, metric_1, ...]``."""
         self._check_compiled("evaluate")
-        _check_positive_int("batch_size", batch_size, minimum=1)
-        x, y = self._check_data(x, y)
-        logs = self._evaluate_on_device(backend.to_device(x), backend.to_device(y), batch_size)
+        check_verbose(verbose)
+        logs = self._evaluate_batches(data_adapters.adapt(self, x, y, sample_weight, None, batch_size, steps=steps))
         if verbose:
             print(" - ".join(f"{k}: {v:.4f}" for k, v in logs.items()))
         return list(logs.values())
 
-    def _evaluate_on_device(self, x, y, batch_size):
+    def _evaluate_batches(self, data):
         totals = _Totals(self)
-        for s in batch_slices(len(x), batch_size):
-            y_pred = self.forward(x[s], training=False)
-            totals.add(self.compute_loss(y_pred, y[s]), y_pred, y[s])
+        for xb, yb, wb in data.batches():
+            y_pred = self.forward(xb, training=False)
+            totals.add(self.compute_loss(y_pred, yb, wb), y_pred, yb)
+        data.on_epoch_end()
         return totals.result()
 
-    def predict(self, x, batch_size=32, verbose=0):
-        """The model's outputs for ``x``, as a NumPy array whatever the backend (``verbose`` is accepted as in Keras)."""
-        _check_positive_int("batch_size", batch_size, minimum=1)
-        x, _ = self._check_data(x, None)
-        x = backend.to_device(x)
-        outputs = [self.forward(x[s], training=False) for s in batch_slices(len(x), batch_size)]
-        return backend.to_numpy(backend.xp.concatenate(outputs)) if outputs else np.zeros((0,) + self.output_shape,
-                                                                                            dtype=np.float32)
+    def predict(self, x, batch_size=None, verbose=0, steps=None):
+        """The model's outputs for ``x`` (an array, a generator or a PyDataset), as a NumPy array whatever the
+        backend (``verbose`` is accepted as in Keras)."""
+        check_verbose(verbose)
+        data = data_adapters.adapt(self, x, batch_size=batch_size, steps=steps, targets=False)
+        outputs = [self.forward(xb, training=False) for xb, _, _ in data.batches()]
+        data.on_epoch_end()
+        if not outputs:
+            raise ValueError("predict: the generator gave no batches (it had run out)")
+        return backend.to_numpy(backend.xp.concatenate(outputs))
+
+    def __getattr__(self, name):
+        """Only reached for a missing attribute: Keras methods that are gone say what to write instead."""
+        if name in REMOVED_METHODS:
+            raise AttributeError(f"Sequential.{name} was removed from Keras (2.6) and gpunn does not have it: "
+                                 f"{REMOVED_METHODS[name]}")
+        raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
 
     # --- input checks --------------------------------------------------------------
     def _check_compiled(self, what):
@@ -266,14 +292,17 @@ class Sequential:
         x = _as_float_array(x, what)
         if x.ndim < 2:
             raise ValueError(f"{what}: expected a batch of samples with shape (samples, ...); received shape {x.shape}")
+        if len(x) == 0:
+            raise ValueError(f"{what}: expected at least one sample; received an empty array of shape {x.shape}")
         if not self.built:
             self.build(self.layers[0].input_shape if self.layers and self.layers[0].input_shape else x.shape[1:])
         first = self.layers[0]
         if tuple(x.shape[1:]) != self.input_shape:
             hint = ""
             if len(self.input_shape) == 3 and x.ndim == 4 and x.shape[-1] == self.input_shape[0]:
-                hint = (" gpunn is channels-first (N, C, H, W); this looks channels-last (N, H, W, C): "
-                        "use x.transpose(0, 3, 1, 2)")
+                hint = (" The model is channels-first (N, C, H, W), gpunn's default; this looks channels-last "
+                        "(N, H, W, C): build the model with data_format='channels_last' on its image layers (or "
+                        "gpunn.config.set_image_data_format('channels_last') first), or feed x.transpose(0, 3, 1, 2)")
             raise ValueError(f"Layer '{first.name}' expects samples of shape {self.input_shape}; received {what} "
                              f"with samples of shape {tuple(x.shape[1:])} (array shape {x.shape}).{hint}")
         first.validate_input(x)
@@ -288,8 +317,15 @@ class Sequential:
         xp = backend.get_array_module(y)
         k = self.output_shape[-1]
         name = self.loss.name
+        if y.dtype.kind not in "fiub":
+            raise ValueError(f"{what}: the targets y hold {non_numeric(y)}; expected numbers: class indices 0..{k - 1}, "
+                             f"one-hot rows or values; {CLASS_NAMES_HINT}")
         if y.dtype.kind == "f" and not bool(xp.isfinite(y).all()):
             raise ValueError(f"{what}: y contains NaN or infinite values")
+        one_per_sample = y.size // len(y) == (1 if name == "sparse_categorical_crossentropy" else k)
+        if one_per_sample and int(np.prod(self.output_shape[:-1])) > 1:
+            raise ValueError(f"{what}: the model outputs samples of shape {self.output_shape} but y has one target per "
+                             f"sample (y of shape {y.shape}){self._unflattened_hint()}")
         if name == "sparse_categorical_crossentropy":
             if y.dtype.kind == "f" and not bool((y == xp.round(y)).all()):
                 raise ValueError(f"{what}: loss '{name}' takes integer class labels; y holds non-integers "
@@ -314,6 +350,16 @@ class Sequential:
             raise ValueError(f"{what}: loss '{name}' expects targets in [0, 1]; received values from "
                              f"{float(y.min())} to {float(y.max())}")
         return y.astype(np.float32 if xp is np else y.dtype, copy=False)
+
+    def _unflattened_hint(self):
+        """Name the first Dense layer that receives samples with several axes, and what to put before it."""
+        for before, layer in zip([None] + self.layers, self.layers):
+            if isinstance(layer, Dense) and len(layer.input_shape) > 1:
+                fix = "give the recurrent layer before it return_sequences=False" if getattr(
+                    before, "return_sequences", False) else "put Flatten() (or a global pooling) before it"
+                return (f": layer '{layer.name}' receives samples of shape {layer.input_shape} and acts on their last "
+                        f"axis only; {fix}")
+        return ""
 
     # --- weights and description --------------------------------------------------------
     def get_weights(self):
@@ -388,6 +434,17 @@ class Sequential:
 
 load_model = saving.load_model
 
+REMOVED_METHODS = {
+    "fit_generator": "fit takes a generator or a Sequence/PyDataset itself: "
+                     "model.fit(generator, steps_per_epoch=..., epochs=...)",
+    "evaluate_generator": "evaluate takes a generator or a Sequence/PyDataset itself: "
+                          "model.evaluate(generator, steps=...)",
+    "predict_generator": "predict takes a generator or a Sequence/PyDataset itself: model.predict(generator, steps=...)",
+    "predict_classes": "write model.predict(x).argmax(axis=-1) for a softmax output, "
+                       "(model.predict(x) > 0.5).astype(int) for a sigmoid one",
+    "predict_proba": "model.predict(x) gives the probabilities",
+}
+
 
 class _Totals:
     """Running sums of the loss and metric counts over an epoch, kept on the device."""
@@ -404,46 +461,12 @@ class _Totals:
 
     def result(self):
         """{'loss': ..., 'accuracy': ...} as Python floats (one device-to-host copy)."""
+        if not self.n:
+            raise ValueError("no batches to average over: the generator had run out of data")
         values = backend.to_numpy(backend.xp.stack([backend.xp.asarray(v, dtype=np.float64)
-                                                    for v in [self.loss, *self.counts]])) / max(self.n, 1)
+                                                    for v in [self.loss, *self.counts]])) / self.n
         names = ["loss"] + [name for name, _ in self.model.metrics]
         return {name: float(v) for name, v in zip(names, values)}
-
-
-class _Progress:
-    """The per-epoch progress bar (tqdm): samples done, elapsed time, loss and metrics.
-
-    verbose=0: silent; 1: a bar redrawn at most a few times a second; 2: one line per epoch.
-    """
-
-    REFRESH_SECONDS = 0.5
-
-    def __init__(self, verbose, total, description):
-        self.verbose, self.description, self.start = verbose, description, time.perf_counter()
-        self.bar = tqdm(total=total, desc=description, unit="sample", file=sys.stdout, leave=True,
-                        dynamic_ncols=True) if verbose == 1 else None
-        self.last_refresh = self.start
-
-    def update(self, n, totals):
-        if self.bar is None:
-            return
-        self.bar.update(n)
-        now = time.perf_counter()
-        if now - self.last_refresh >= self.REFRESH_SECONDS:
-            self.bar.set_postfix(_format(totals.result()), refresh=False)
-            self.last_refresh = now
-
-    def close(self, logs):
-        if self.bar is not None:
-            self.bar.set_postfix(_format(logs), refresh=False)
-            self.bar.close()
-        elif self.verbose == 2:
-            elapsed = time.perf_counter() - self.start
-            print(f"{self.description} - {elapsed:.1f}s - " + " - ".join(f"{k}: {v:.4f}" for k, v in logs.items()))
-
-
-def _format(logs):
-    return {k: f"{v:.4f}" for k, v in logs.items()}
 
 
 def _as_float_array(x, what):
@@ -457,8 +480,3 @@ def _as_float_array(x, what):
         if bad:
             raise ValueError(f"{what}: the input holds {bad} NaN or infinite values; clean or impute them before training")
     return x.astype(np.float32, copy=False)
-
-
-def _check_positive_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}; received {name}={value!r}")

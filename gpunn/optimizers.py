@@ -1,8 +1,10 @@
 """Optimizers: how the gradients dW move the weights W.
 
 Every optimizer updates the weights *in place*; its running averages (the
-"slots": velocity, squared-gradient average...) are created on the first step
-with the weights' shapes and kept in ``self.slots[i]`` for weight number i.
+"slots": velocity, squared-gradient average...) are created on a weight's first
+step with its shape and kept in ``self.slots[key]``, under the weight's name
+('dense/kernel', as the model passes it). So freezing, unfreezing and
+recompiling with the same optimizer never hands one weight another's averages.
 
 The equations, with g = dW and lr = learning rate at this step:
 
@@ -11,9 +13,26 @@ The equations, with g = dW and lr = learning rate at this step:
   Nesterov:  v = momentum v - lr g;  W += momentum v - lr g
 - Adagrad:   s += g^2;                            W -= lr g / (sqrt(s) + eps)
 - RMSprop:   s = rho s + (1 - rho) g^2;           W -= lr g / (sqrt(s) + eps)
+  centered:  mg = rho mg + (1 - rho) g;           W -= lr g / (sqrt(s - mg^2) + eps)
+  momentum:  v = momentum v + lr g / (...);       W -= v
 - Adam:      m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
              m_hat = m / (1 - b1^t);  v_hat = v / (1 - b2^t)   (bias correction, t = step number from 1)
              W -= lr m_hat / (sqrt(v_hat) + eps)
+- Nadam:     Adam whose m_hat looks one step ahead (Nesterov), with Keras's warming momentum schedule:
+             m_hat = u_{t+1} m / (1 - u_1...u_{t+1}) + (1 - u_t) g / (1 - u_1...u_t),  u_t = b1 (1 - 0.5 * 0.96^t)
+- Adadelta:  s = rho s + (1 - rho) g^2;  dW = -sqrt(d + eps) / sqrt(s + eps) g;  d = rho d + (1 - rho) dW^2
+             W += lr dW                                         (no units to tune: lr = 1 in Zeiler's paper)
+
+Where eps goes: gpunn writes the course's sqrt(s) + eps. Keras puts it elsewhere, so
+with the same eps the first steps (while s is still tiny) differ slightly:
+
+- Adagrad and RMSprop:  Keras W -= lr g / sqrt(s + eps) (inside the root; RMSprop's centered
+  and momentum variants too: sqrt(s - mg^2 + eps)).
+- Adam:  Keras W -= lr sqrt(1 - b2^t) / (1 - b1^t) m / (sqrt(v) + eps), the "epsilon hat" of
+  Kingma and Ba: gpunn's eps times sqrt(1 - b2^t).
+- Nadam and Adadelta are written exactly as Keras writes them.
+
+Once s (or v) is much larger than eps^2 the updates agree to rounding.
 
 Each update runs as one fused CUDA kernel per weight on the GPU; the
 equations are written out in :mod:`gpunn.ops.optimizers`, whose NumPy twins
@@ -28,6 +47,8 @@ rescales each weight's gradient whose L2 norm exceeds c to norm c;
 ``global_clipnorm`` does the same with the norm of all gradients together.
 """
 
+import warnings
+
 import gpunn.backend as backend
 from gpunn import schedules
 from gpunn.ops import optimizers as ops
@@ -37,7 +58,11 @@ from gpunn.utils.registry import from_identifier
 class Optimizer:
     name = None
 
-    def __init__(self, learning_rate=0.001, clipnorm=None, clipvalue=None, global_clipnorm=None):
+    def __init__(self, learning_rate=0.001, clipnorm=None, clipvalue=None, global_clipnorm=None, lr=None):
+        if lr is not None:  # Keras 2's spelling, still on many slides
+            warnings.warn(f"{type(self).__name__}(lr=...) is the old Keras spelling; use learning_rate=...",
+                          DeprecationWarning, stacklevel=3)
+            learning_rate = lr
         if not callable(learning_rate) and not (isinstance(learning_rate, (int, float)) and learning_rate > 0):
             raise ValueError(f"{type(self).__name__}: learning_rate must be a positive number or a schedule; "
                              f"received learning_rate={learning_rate!r}")
@@ -54,15 +79,32 @@ class Optimizer:
         lr = self.learning_rate
         return float(lr(self.iterations)) if callable(lr) else float(lr)
 
-    def apply(self, weights, grads):
-        """One step: update each array of ``weights`` in place from ``grads``."""
+    def apply(self, weights, grads, keys=None):
+        """One step: update each array of ``weights`` in place from ``grads``.
+
+        ``keys`` name the weights, one each (a model passes '<layer>/<weight>'); without them,
+        weights are known by their position in the list -- enough while the list never changes.
+        """
+        keys = list(range(len(weights)) if keys is None else keys)
+        if not len(keys) == len(weights) == len(grads):
+            raise ValueError(f"{type(self).__name__}.apply: expected as many grads and keys as weights; received "
+                             f"{len(weights)} weights, {len(grads)} grads and {len(keys)} keys")
         grads = self.clip(grads)
         lr = self.current_learning_rate()
         self.iterations += 1
-        for i, (w, g) in enumerate(zip(weights, grads)):
-            if i not in self.slots:
-                self.slots[i] = self.create_slots(w)
-            self.update(w, g, self.slots[i], lr)
+        for key, w, g in zip(keys, weights, grads):
+            self.update(w, g, self.slots_for(key, w), lr)
+
+    def slots_for(self, key, w):
+        """The running averages of weight ``key``: created at its first step, then checked against its shape."""
+        if key not in self.slots:
+            self.slots[key] = self.create_slots(w)
+        for name, slot in self.slots[key].items():
+            if slot.shape != w.shape:
+                raise ValueError(f"{type(self).__name__}: slot '{name}' of weight '{key}' has shape {slot.shape}; "
+                                 f"received a weight of shape {w.shape} under that name (a new model compiled with "
+                                 f"an optimizer already used? give each model its own optimizer)")
+        return self.slots[key]
 
     def clip(self, grads):
         if not grads:
@@ -139,18 +181,31 @@ class Adagrad(Optimizer):
 class RMSprop(Optimizer):
     name = "rmsprop"
 
-    def __init__(self, learning_rate=0.001, rho=0.9, epsilon=1e-7, **kwargs):
+    def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False, **kwargs):
         super().__init__(learning_rate, **kwargs)
-        self.rho, self.epsilon = float(rho), float(epsilon)
+        if not 0 <= momentum < 1:
+            raise ValueError(f"RMSprop: momentum must be in [0, 1); received momentum={momentum!r}")
+        self.rho, self.momentum, self.epsilon, self.centered = float(rho), float(momentum), float(epsilon), centered
 
     def create_slots(self, w):
-        return {"mean_square": backend.get_array_module(w).zeros_like(w)}
+        xp = backend.get_array_module(w)
+        slots = {"mean_square": xp.zeros_like(w)}
+        if self.centered:
+            slots["average_gradient"] = xp.zeros_like(w)
+        if self.momentum:
+            slots["momentum"] = xp.zeros_like(w)
+        return slots
 
     def update(self, w, g, slots, lr):
-        ops.rmsprop_update(w, g, slots["mean_square"], lr, self.rho, self.epsilon)
+        if not self.centered and not self.momentum:
+            ops.rmsprop_update(w, g, slots["mean_square"], lr, self.rho, self.epsilon)
+        else:
+            ops.rmsprop_centered_momentum_update(w, g, slots["mean_square"], slots.get("average_gradient"),
+                                                 slots.get("momentum"), lr, self.rho, self.momentum, self.epsilon)
 
     def get_config(self):
-        return {**super().get_config(), "rho": self.rho, "epsilon": self.epsilon}
+        return {**super().get_config(), "rho": self.rho, "momentum": self.momentum, "epsilon": self.epsilon,
+                "centered": self.centered}
 
 
 class Adam(Optimizer):
@@ -171,7 +226,54 @@ class Adam(Optimizer):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}
 
 
-OPTIMIZERS = {cls.name: cls for cls in (SGD, Adagrad, RMSprop, Adam)}
+class Nadam(Optimizer):
+    name = "nadam"
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
+        self._schedule = (0, 1.0)  # (t, u_1 u_2 ... u_t), advanced step by step
+
+    def momentum_product(self, t):
+        """u_1 u_2 ... u_t of the momentum schedule u_k = beta_1 (1 - 0.5 * 0.96^k)."""
+        done, product = self._schedule if self._schedule[0] <= t else (0, 1.0)
+        for k in range(done + 1, t + 1):  # one step per call in training; all of them once after loading
+            product *= self.beta_1 * (1 - 0.5 * 0.96 ** k)
+        self._schedule = (t, product)
+        return product
+
+    def create_slots(self, w):
+        xp = backend.get_array_module(w)
+        return {"m": xp.zeros_like(w), "v": xp.zeros_like(w)}
+
+    def update(self, w, g, slots, lr):
+        t = self.iterations
+        ops.nadam_update(w, g, slots["m"], slots["v"], lr, self.beta_1, self.beta_2, self.epsilon, t,
+                         self.momentum_product(t))
+
+    def get_config(self):
+        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}
+
+
+class Adadelta(Optimizer):
+    name = "adadelta"
+
+    def __init__(self, learning_rate=0.001, rho=0.95, epsilon=1e-7, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        self.rho, self.epsilon = float(rho), float(epsilon)
+
+    def create_slots(self, w):
+        xp = backend.get_array_module(w)
+        return {"accumulated_grad": xp.zeros_like(w), "accumulated_delta": xp.zeros_like(w)}
+
+    def update(self, w, g, slots, lr):
+        ops.adadelta_update(w, g, slots["accumulated_grad"], slots["accumulated_delta"], lr, self.rho, self.epsilon)
+
+    def get_config(self):
+        return {**super().get_config(), "rho": self.rho, "epsilon": self.epsilon}
+
+
+OPTIMIZERS = {cls.name: cls for cls in (SGD, Adagrad, RMSprop, Adam, Nadam, Adadelta)}
 
 
 def get(identifier):

@@ -6,7 +6,8 @@ A gpunn file is a NumPy ``.npz`` archive (a zip of ``.npy`` arrays) holding
   the architecture (each layer's class and ``get_config()``), the compile
   settings, the epoch counter and the optimizer's step counter;
 - ``weights/<layer>/<weight>``: every weight, as a plain array;
-- ``optimizer/<i>/<slot>``: the optimizer's running averages, when saved.
+- ``optimizer/<layer>/<weight>/<slot>``: the optimizer's running averages, when
+  saved, under the name of the weight they belong to (frozen layers' too).
 
 Loading reads arrays with ``allow_pickle=False`` and the header with
 ``json.loads``: nothing in a file can run code. Arrays come back as NumPy and
@@ -14,8 +15,12 @@ are moved to the *current* backend, so a model saved on a GPU opens on a laptop.
 
 Writes go to a temporary file in the same folder, are flushed to disk, then
 renamed over the target: an interrupted save leaves the previous file intact.
+A save killed outright leaves its temporary behind (``.<name>.<random>.tmp``);
+the next save to the same target removes it. Saved files get the permissions
+the umask gives, like any file the user writes.
 """
 
+import glob
 import io
 import json
 import os
@@ -91,9 +96,9 @@ def save_model(model, path, include_optimizer=True):
                              "metrics": [m if isinstance(m, str) else m.name for m in model._metric_specs]}
         if include_optimizer:
             header["optimizer_iterations"] = model.optimizer.iterations
-            for i, slots in model.optimizer.slots.items():
+            for key, slots in model.optimizer.slots.items():
                 for name, value in slots.items():
-                    arrays[f"optimizer/{i}/{name}"] = backend.to_numpy(value)
+                    arrays[f"optimizer/{key}/{name}"] = backend.to_numpy(value)
     _write(path, header, arrays)
 
 
@@ -122,12 +127,15 @@ def _write(path, header, arrays):
         raise FileNotFoundError(f"Cannot save to {path}: the folder {folder} does not exist")
     buffer = io.BytesIO()
     np.savez(buffer, **{HEADER: np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)}, **arrays)
+    for stale in folder.glob(f".{glob.escape(path.name)}.*.tmp"):  # left by an earlier save of path, killed mid-write
+        stale.unlink(missing_ok=True)
     try:
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as e:
         raise PermissionError(f"Cannot save to {path}: the folder {folder} is not writable ({e.strerror})") from None
     try:
         with os.fdopen(fd, "wb") as f:
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes the file private (0600); a saved model is an ordinary file
             f.write(buffer.getbuffer())
             f.flush()
             os.fsync(f.fileno())
@@ -137,12 +145,22 @@ def _write(path, header, arrays):
             os.remove(tmp)
 
 
+def _umask():
+    """The process's umask: read by setting it and putting it back, the only portable way."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 # --- reading -------------------------------------------------------------------------
 
 
 def _read(path, formats):
     """(header, {name: numpy array}) from a gpunn file holding one of ``formats``, refusing anything else."""
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"expected a gpunn file (.npz, written by model.save or save_weights); received the "
+                                f"folder {path}")
     if not path.is_file():
         raise FileNotFoundError(f"No gpunn file at {path}")
     if not zipfile.is_zipfile(path):  # np.load would otherwise try the file as a pickle
@@ -225,15 +243,22 @@ def _set_weights(model, header, arrays, path):
 
 
 def _set_optimizer_state(model, iterations, arrays, path):
-    weights = model.trainable_weights()
+    """Give each weight its saved running averages, found by the weight's name.
+
+    Files from before names were used key slots by position among the trainable weights ('optimizer/0/m').
+    """
+    weights = {f"{layer.name}/{key}": getattr(owner, n) for layer in model.layers
+               for key, (owner, n) in zip(layer.weight_keys(), layer.weight_refs())}
+    by_position = model.trainable_keys()
     slots = {}
-    for key, value in arrays.items():
-        if key.startswith("optimizer/"):
-            _, i, name = key.split("/", 2)
-            i = int(i)
-            if i >= len(weights) or value.shape != weights[i].shape:
-                raise ModelFileError(f"{path}: optimizer slot {key} of shape {value.shape} does not match the "
-                                     f"model's trainable weights")
-            slots.setdefault(i, {})[name] = backend.to_device(value, dtype=weights[i].dtype)
+    for entry, value in arrays.items():
+        if entry.startswith("optimizer/"):
+            key, name = entry.removeprefix("optimizer/").rsplit("/", 1)
+            if key.isdigit() and int(key) < len(by_position):
+                key = by_position[int(key)]
+            if key not in weights or value.shape != weights[key].shape:
+                raise ModelFileError(f"{path}: optimizer slot {entry} of shape {value.shape} matches no weight of the "
+                                     f"model (its weights: {', '.join(weights)})")
+            slots.setdefault(key, {})[name] = backend.to_device(value, dtype=weights[key].dtype)
     model.optimizer.iterations = int(iterations)
     model.optimizer.slots = slots

@@ -20,7 +20,7 @@ def idx_bytes(array):
 
 
 def write_dataset(folder, n_train=6, n_test=4, seed=0):
-    """Four small gzipped IDX files like MNIST's; returns {filename: sha256} and the arrays."""
+    """Four small gzipped IDX files like MNIST's; returns {filename: Checksums} and the arrays."""
     rng = np.random.default_rng(seed)
     arrays = {
         "train-images-idx3-ubyte.gz": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
@@ -33,7 +33,7 @@ def write_dataset(folder, n_train=6, n_test=4, seed=0):
     for name, a in arrays.items():
         data = gzip.compress(idx_bytes(a))
         (folder / name).write_bytes(data)
-        sums[name] = hashlib.sha256(data).hexdigest()
+        sums[name] = core.Checksums(hashlib.sha256(data).hexdigest(), hashlib.sha256(idx_bytes(a)).hexdigest())
     return sums, arrays
 
 
@@ -110,7 +110,7 @@ def test_downloads_verifies_and_caches(data_dir, http_server):
 def test_checksum_mismatch_deletes_and_raises(data_dir, http_server):
     root, url = http_server
     sums, _ = write_dataset(root)
-    bad = dict(sums, **{"train-labels-idx1-ubyte.gz": "0" * 64})
+    bad = dict(sums, **{"train-labels-idx1-ubyte.gz": core.Checksums("0" * 64, "0" * 64)})
     with pytest.raises(DatasetError, match="expected 0000.*deleted"):
         core.load_idx_dataset("mnist", bad, mirrors=[url])
     assert not (data_dir / "mnist" / "train-labels-idx1-ubyte.gz").exists()
@@ -142,7 +142,37 @@ def test_real_fashion_mnist_trains_an_mlp(monkeypatch):
 @pytest.mark.skipif(not (SHARED / "mnist-t10k").is_dir(), reason="MNIST test files not present")
 def test_real_mnist_test_set_checksums():
     for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
-        assert core.sha256(SHARED / "mnist-t10k" / name) == mnist.FILES[name]
+        assert core.sha256(SHARED / "mnist-t10k" / name) == mnist.FILES[name].download
+
+
+def test_local_files_are_checked_by_their_content(data_dir):
+    """Compressed again, the right data passes; another file under the right name does not."""
+    sums, arrays = write_dataset(data_dir / "mnist")
+    images = data_dir / "mnist" / "train-images-idx3-ubyte.gz"
+    images.write_bytes(gzip.compress(gzip.decompress(images.read_bytes()), compresslevel=1, mtime=1))
+    assert core.sha256(images) != sums[images.name].download
+    np.testing.assert_array_equal(core.load_idx_dataset("mnist", sums, mirrors=[])[0][0], arrays[images.name])
+    labels = data_dir / "mnist" / "train-labels-idx1-ubyte.gz"
+    labels.write_bytes(gzip.compress(idx_bytes(np.zeros(6, dtype=np.uint8))))
+    with pytest.raises(DatasetError, match=f"{labels} is not the expected file: its decompressed content has SHA-256 "
+                                           f"[0-9a-f]{{64}}, expected {sums[labels.name].content}.*Delete it"):
+        core.load_idx_dataset("mnist", sums, mirrors=[])
+
+
+@pytest.mark.skipif(not (SHARED / "mnist").is_dir() or not (SHARED / "fashion-mnist").is_dir(),
+                    reason="MNIST and Fashion-MNIST files not present")
+def test_real_mnist_compressed_again_passes_and_a_fashion_file_in_its_folder_does_not(data_dir):
+    folder = data_dir / "mnist"
+    folder.mkdir(parents=True)
+    for name in mnist.FILES:
+        (folder / name).symlink_to(SHARED / "mnist" / name)
+    (x, y), _ = mnist.load_data()  # the shared copies were compressed again: only their content matches
+    assert x.shape == (60000, 28, 28) and np.bincount(y)[0] == 5923
+    labels = folder / "train-labels-idx1-ubyte.gz"
+    labels.unlink()
+    labels.symlink_to(SHARED / "fashion-mnist" / labels.name)
+    with pytest.raises(DatasetError, match=f"{labels} is not the expected file"):
+        mnist.load_data()
 
 
 @pytest.mark.parametrize("make", [toy.make_moons, toy.make_circles, toy.make_flower])

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from gpunn import Sequential, losses
+from gpunn import Sequential, activations, losses
 from gpunn.layers import Dense
 from tests.conftest import assert_gradcheck, dev, host
 
@@ -26,22 +26,50 @@ def test_loss_through_model_gradcheck(loss):
     assert_gradcheck(model, rng.standard_normal((6, 5)), TARGETS[loss](6))
 
 
+def numerical_gradient(cost, p, eps=1e-6):
+    approx = np.zeros_like(p)
+    for i in np.ndindex(p.shape):
+        q = p.copy()
+        q[i] += eps
+        plus = cost(q)
+        q[i] -= 2 * eps
+        approx[i] = (plus - cost(q)) / (2 * eps)
+    return approx
+
+
+@pytest.mark.parametrize("weighted", [False, True])
 @pytest.mark.parametrize("loss", sorted(TARGETS))
-def test_plain_loss_gradient_matches_differences(loss):
+def test_plain_loss_gradient_matches_differences(loss, weighted):
     """forward/backward on probabilities, as used when the model does not end in the matching activation."""
     fn = losses.get(loss)
     p = rng.uniform(0.05, 0.95, (4, 3))
     y = TARGETS[loss](4)
-    fn.forward(p, y)
+    w = rng.uniform(0, 2, 4) if weighted else None
+    fn.forward(p, y, w)
     grad = fn.backward()
-    eps, approx = 1e-6, np.zeros_like(p)
-    for i in np.ndindex(p.shape):
-        q = p.copy()
-        q[i] += eps
-        plus = fn.forward(q, y)
-        q[i] -= 2 * eps
-        approx[i] = (plus - fn.forward(q, y)) / (2 * eps)
-    np.testing.assert_allclose(grad, approx, rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(grad, numerical_gradient(lambda q: fn.forward(q, y, w), p), rtol=1e-5, atol=1e-8)
+
+
+@pytest.mark.parametrize("loss", sorted(loss for loss in TARGETS if losses.get(loss).fuses_with))
+def test_weighted_fused_gradient_matches_differences(loss):
+    """dZ = w (A - Y) / m: each example's share of the fused gradient scaled by its weight."""
+    fn = losses.get(loss)
+    activation = activations.get(fn.fuses_with)
+    z, y, w = rng.standard_normal((4, 3)), TARGETS[loss](4), rng.uniform(0, 2, 4)
+    fn.forward_fused(z, activation.forward(z), y, w)
+    grad = fn.backward_fused()
+    cost = lambda q: fn.forward_fused(q, activation.forward(q), y, w)  # noqa: E731
+    np.testing.assert_allclose(grad, numerical_gradient(cost, z), rtol=1e-5, atol=1e-8)
+
+
+@pytest.mark.parametrize("loss", sorted(TARGETS))
+def test_sample_weights_scale_each_example_as_keras_does(loss):
+    """Keras's 'sum_over_batch_size': J = 1/m sum_i w_i J_i (not divided by the sum of the weights)."""
+    fn = losses.get(loss)
+    p, y, w = rng.uniform(0.05, 0.95, (5, 3)), TARGETS[loss](5), rng.uniform(0, 3, 5)
+    each = [fn.forward(p[i:i + 1], y[i:i + 1]) for i in range(5)]
+    assert fn.forward(p, y, w) == pytest.approx(np.mean(w * np.array(each)))
+    assert fn.forward(p, y, np.ones(5)) == pytest.approx(fn.forward(p, y))
 
 
 def test_values_match_textbook_formulas():

@@ -1,3 +1,6 @@
+import io
+import sys
+
 import numpy as np
 import pytest
 
@@ -71,15 +74,31 @@ def test_same_seed_same_training():
         np.testing.assert_array_equal(a, b)
 
 
-def test_verbose_output_shows_progress(capsys):
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_verbose_output_shows_progress(capsys, monkeypatch):
+    """A terminal gets a redrawn bar; a log file or a pipe one line per epoch (verbose=1 or 'auto'), as verbose=2."""
     x, y = spirals(100)
     model = mlp()
     model.compile("sgd", "sparse_categorical_crossentropy", metrics=["acc"])
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stdout", terminal)
     model.fit(x, y, epochs=2, batch_size=50, verbose=1)
+    monkeypatch.undo()
+    out = terminal.getvalue()
+    assert "Epoch 2/2" in out and "100/100" in out and "loss=" in out and "acc=" in out and "\r" in out
+    model.fit(x, y, epochs=2, batch_size=10)  # verbose="auto", and capsys is not a terminal
     out = capsys.readouterr().out
-    assert "Epoch 2/2" in out and "100/100" in out and "loss=" in out and "acc=" in out
+    lines = out.splitlines()
+    assert "\r" not in out and len(lines) == 2 and lines[1].startswith("Epoch 2/2 - 100/100 samples - ")
+    assert " - loss: " in lines[1] and " - acc: " in lines[1]
     model.fit(x, y, epochs=1, verbose=2)
     assert "Epoch 1/1 - " in capsys.readouterr().out
+    with pytest.raises(ValueError, match="verbose must be 0 .*received verbose=3"):
+        model.fit(x, y, verbose=3)
 
 
 def test_summary_counts_parameters():
@@ -170,3 +189,69 @@ def test_backends_agree_on_a_training_step():
         results[name] = model.get_weights()
     for a, b in zip(*results.values()):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_weights_come_out_and_go_in_as_copies():
+    """get_weights is a snapshot and set_weights takes one: training changes neither (as in Keras)."""
+    x, y = spirals(64)
+    model = mlp()
+    model.compile(SGD(0.5), "sparse_categorical_crossentropy")
+    model.build()
+    snapshot = model.get_weights()
+    assert not np.shares_memory(snapshot[0], model.layers[0].kernel)
+    assert not np.shares_memory(model.layers[0].get_weights()[0], model.layers[0].kernel)
+    kept = [w.copy() for w in snapshot]
+    model.set_weights(snapshot)
+    model.fit(x, y, epochs=1, verbose=0)
+    for a, b in zip(snapshot, kept):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_early_stopping_restores_the_best_weights():
+    x, y = spirals(128)
+    model = mlp()
+    model.compile(SGD(0.5), "sparse_categorical_crossentropy")
+    stopper = EarlyStopping(monitor="val_loss", min_delta=10.0, patience=1, restore_best_weights=True)
+    history = model.fit(x, y, epochs=10, verbose=0, validation_data=(x, y), callbacks=[stopper])
+    assert len(history.epoch) == 3  # epoch 0 is the best; two epochs without a 10.0 improvement stop it
+    assert model.evaluate(x, y, batch_size=128)[0] == pytest.approx(history.history["val_loss"][0], rel=1e-6)
+
+
+def test_freeze_unfreeze_and_recompile_with_the_same_optimizer():
+    """The transfer-learning recipe: train, freeze the base, train a head, unfreeze, fine-tune with a small rate."""
+    x, y = spirals(128)
+    set_seed(0)
+    model = Sequential([Dense(20, activation="relu", input_shape=(2,)), Dense(16, activation="relu"),
+                        Dense(2, activation="softmax")])
+    optimizer = Adam(0.01)
+    model.compile(optimizer, "sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=2, verbose=0)
+    base = model.layers[0]
+    base.trainable = False
+    frozen = base.get_weights()
+    model.compile(optimizer, "sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=2, verbose=0)
+    for a, b in zip(frozen, base.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    base.trainable = True
+    optimizer.learning_rate = 1e-4
+    model.compile(optimizer, "sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=1, verbose=0)
+    assert not np.array_equal(frozen[0], base.get_weights()[0])
+
+
+def test_optimizer_state_follows_each_weight_not_its_position():
+    """Three same-shaped layers: freezing the first must not hand its Adam averages to the second."""
+    x = np.random.default_rng(0).standard_normal((8, 4)).astype(np.float32)
+    model = Sequential([Dense(4, input_shape=(4,), name="a"), Dense(4, name="b"), Dense(4, name="c")])
+    optimizer = Adam(0.01)
+    model.compile(optimizer, "mse")
+    model.build()
+    model.train_step(x, x)
+    m_before = {key: slots["m"].copy() for key, slots in optimizer.slots.items()}
+    assert sorted(m_before) == ["a/bias", "a/kernel", "b/bias", "b/kernel", "c/bias", "c/kernel"]
+    model.layers[0].trainable = False  # takes effect at the next step, as in Keras 3
+    model.train_step(x, x)
+    g = model.layers[1].grads["kernel"]
+    np.testing.assert_allclose(optimizer.slots["b/kernel"]["m"], 0.9 * m_before["b/kernel"] + 0.1 * g, rtol=1e-6)
+    np.testing.assert_array_equal(optimizer.slots["a/kernel"]["m"], m_before["a/kernel"])

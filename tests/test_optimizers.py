@@ -54,6 +54,55 @@ def test_adagrad_rmsprop_adam():
     np.testing.assert_allclose(run(optimizers.Adam(0.01)), reference(adam))
 
 
+def test_rmsprop_momentum_and_centered():
+    def rmsprop(w, g, s, t, momentum=0.0, centered=False):
+        s["s"] = 0.9 * s.get("s", 0.0) + 0.1 * g * g
+        s["mg"] = 0.9 * s.get("mg", 0.0) + 0.1 * g
+        step = 0.01 * g / (math.sqrt(s["s"] - (s["mg"] ** 2 if centered else 0.0)) + 1e-7)
+        s["v"] = momentum * s.get("v", 0.0) + step
+        return w - s["v"]
+
+    np.testing.assert_allclose(run(optimizers.RMSprop(0.01, momentum=0.9)), reference(lambda *a: rmsprop(*a, 0.9)))
+    np.testing.assert_allclose(run(optimizers.RMSprop(0.01, centered=True)),
+                               reference(lambda *a: rmsprop(*a, centered=True)))
+    both = run(optimizers.RMSprop(0.01, momentum=0.5, centered=True))
+    np.testing.assert_allclose(both, reference(lambda *a: rmsprop(*a, 0.5, True)))
+    # Keras 3.15 (float64) on the same steps; eps sits inside its square root, hence the tolerance.
+    np.testing.assert_allclose(both, [0.9440193022568385, -1.968585888450637], rtol=1e-5)
+
+
+def test_nadam_and_adadelta_as_keras():
+    def nadam(w, g, s, t):
+        u = [0.9 * (1 - 0.5 * 0.96 ** k) for k in range(1, t + 2)]
+        s["m"] = 0.9 * s.get("m", 0.0) + 0.1 * g
+        s["v"] = 0.999 * s.get("v", 0.0) + 0.001 * g * g
+        m_hat = u[t] * s["m"] / (1 - np.prod(u)) + (1 - u[t - 1]) * g / (1 - np.prod(u[:t]))
+        return w - 0.01 * m_hat / (math.sqrt(s["v"] / (1 - 0.999 ** t)) + 1e-7)
+
+    def adadelta(w, g, s, t):
+        s["g2"] = 0.95 * s.get("g2", 0.0) + 0.05 * g * g
+        delta = -math.sqrt(s.get("d2", 0.0) + 1e-7) / math.sqrt(s["g2"] + 1e-7) * g
+        s["d2"] = 0.95 * s.get("d2", 0.0) + 0.05 * delta * delta
+        return w + 1.0 * delta
+
+    np.testing.assert_allclose(run(optimizers.Nadam(0.01)), reference(nadam))
+    np.testing.assert_allclose(run(optimizers.Adadelta(1.0)), reference(adadelta))
+    # Keras 3.15, float64, the same three steps: gpunn writes these two exactly as Keras does.
+    np.testing.assert_allclose(run(optimizers.Nadam(0.01)), [0.989703860651837, -1.994984221388918], rtol=1e-12)
+    np.testing.assert_allclose(run(optimizers.Adadelta(1.0)), [0.9989522228439066, -1.9999434186636642], rtol=1e-12)
+
+
+def test_nadam_schedule_resumes_from_the_step_count():
+    """A loaded Nadam knows only its step count: the schedule's product is rebuilt from it."""
+    straight = optimizers.Nadam(0.01)
+    w = run(straight)
+    resumed = optimizers.Nadam(0.01)
+    w2 = run(resumed, steps=2)
+    resumed._schedule = (0, 1.0)  # as after loading
+    resumed.apply([w2], [np.array((-0.2, 0.4))])
+    np.testing.assert_array_equal(w, w2)
+
+
 def test_clipping():
     w = np.zeros(2)
     optimizers.SGD(1.0, clipvalue=0.5).apply([w], [np.array([2.0, -0.1])])
@@ -78,7 +127,7 @@ def test_schedules_follow_the_course():
 
 
 def test_string_aliases_and_errors():
-    for name in ("sgd", "adam", "rmsprop", "adagrad"):
+    for name in ("sgd", "adam", "rmsprop", "adagrad", "nadam", "adadelta"):
         assert optimizers.get(name).name == name
     with pytest.raises(ValueError, match="valid optimizers are: sgd, adagrad, rmsprop, adam"):
         optimizers.get("lbfgs")
@@ -117,3 +166,17 @@ def test_fused_kernels_match_twins(name, shape, kernel_device):
         np.testing.assert_allclose(dev.to_numpy(d), h, rtol=2e-5, atol=1e-6)
     strided = dev.asarray(np.zeros((4, 6), np.float32))[:, ::2]
     assert not kernels.takes(strided, strided)  # non-contiguous views take the twin
+
+
+def test_slots_are_kept_by_key():
+    opt = optimizers.Adam(0.1)
+    w1, w2 = np.zeros(2), np.zeros(3)
+    opt.apply([w1, w2], [np.ones(2), np.ones(3)], keys=["a", "b"])
+    opt.apply([w2], [np.ones(3)], keys=["b"])  # 'a' frozen for a step: 'b' keeps its own averages
+    np.testing.assert_allclose(opt.slots["b"]["m"], 0.9 * 0.1 + 0.1)
+    np.testing.assert_allclose(opt.slots["a"]["m"], 0.1)
+    with pytest.raises(ValueError, match=r"slot 'm' of weight 'a' has shape \(2,\); received a weight of shape \(3,\)"):
+        opt.apply([w2], [np.ones(3)], keys=["a"])
+    with pytest.raises(ValueError, match="expected as many grads and keys as weights; received 1 weights, 1 grads "
+                                         "and 2 keys"):
+        opt.apply([w1], [np.ones(2)], keys=["a", "b"])

@@ -9,9 +9,9 @@ import gpunn
 import gpunn.backend as backend
 from gpunn import Sequential, layers, saving
 from gpunn.callbacks import ModelCheckpoint
-from gpunn.layers import (GRU, LSTM, Activation, AvgPool2D, BatchNormalization, Bidirectional, Conv2D, Dense, Dropout,
-                          Embedding, Flatten, GlobalAveragePooling2D, Layer, MaxPool2D, Maxout, PReLU, Reshape,
-                          SimpleRNN, TimeDistributed, ZeroPadding2D)
+from gpunn.layers import (GRU, LSTM, Activation, AveragePooling1D, AvgPool2D, BatchNormalization, Bidirectional, Conv1D,
+                          Conv2D, Dense, Dropout, Embedding, Flatten, GlobalAveragePooling2D, Layer, MaxPool2D,
+                          MaxPooling1D, Maxout, PReLU, Reshape, SimpleRNN, TimeDistributed, ZeroPadding2D)
 from gpunn.layers import (AdditiveAttention, GlobalAveragePooling1D, LayerNormalization, MultiHeadAttention,
                           PositionalEncoding, Residual, TransformerEncoder)
 from gpunn.models import load_model
@@ -30,6 +30,11 @@ MODELS = {
     "cnn": lambda: [ZeroPadding2D(1, input_shape=(2, 7, 7)), Conv2D(3, 3, strides=2, padding="same", activation="relu"),
                     BatchNormalization(), MaxPool2D(2, padding="same"), AvgPool2D(1), Conv2D(4, 1),
                     GlobalAveragePooling2D(), Dense(3, activation="softmax")],
+    "cnn1d": lambda: [Conv1D(4, 3, padding="causal", input_shape=(8, 3)), MaxPooling1D(), AveragePooling1D(2),
+                      Flatten(), Dense(3, activation="softmax")],
+    "cnn_channels_last": lambda: [Conv2D(3, 3, data_format="channels_last", input_shape=(6, 6, 2)),
+                                  BatchNormalization(axis=-1), MaxPool2D(data_format="channels_last"), Flatten(),
+                                  Dense(3, activation="softmax")],
     "transformer": lambda: [Dense(8, input_shape=(6, 5)), PositionalEncoding(), TransformerEncoder(2, 4, 16),
                             Residual([MultiHeadAttention(2, 4, value_dim=3), LayerNormalization()]),
                             Residual(AdditiveAttention()), GlobalAveragePooling1D(), Dense(3, activation="softmax")],
@@ -58,7 +63,7 @@ def trained(name, optimizer="adam"):
 def test_round_trips_cover_every_layer():
     used = {type(layer).__name__ for f in MODELS.values() for top in f() for layer in [top, *top.sublayers]}
     every = {name for name in layers.__all__ if name != "Layer"}
-    aliases = {"MaxPooling2D", "AveragePooling2D"}  # the same classes under Keras's other names
+    aliases = {"MaxPooling2D", "AveragePooling2D", "Convolution2D", "Convolution1D", "MaxPool1D", "AvgPool1D"}
     assert every - aliases - used == set()
 
 
@@ -262,3 +267,83 @@ def test_cross_backend_round_trip(tmp_path, save_on, load_on):
     loaded = load_model(tmp_path / "m.npz")
     assert backend.get_array_module(loaded.layers[1].kernel) is backend.xp
     np.testing.assert_allclose(loaded.predict(x), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_resume_after_freezing_and_recompiling(tmp_path):
+    """Freeze a layer, recompile with the same optimizer, save, load, go on == never saved (bit for bit)."""
+    x = rng.random((64, 5), dtype=np.float32)
+    y = rng.integers(0, 3, 64)
+
+    def run(save_after_freezing):
+        set_seed(2)
+        model = Sequential([Dense(6, activation="relu", input_shape=(5,), name="base"), Dense(6, name="mid"),
+                            Dense(3, activation="softmax", name="head")])
+        optimizer = gpunn.optimizers.Adam(0.01)
+        model.compile(optimizer, "sparse_categorical_crossentropy")
+        model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+        model.layers[0].trainable = False
+        model.compile(optimizer, "sparse_categorical_crossentropy")
+        model.fit(x, y, batch_size=16, epochs=2, verbose=0)
+        if save_after_freezing:
+            model.save(tmp_path / "frozen.npz")
+            set_seed(2)
+            model = load_model(tmp_path / "frozen.npz")
+            assert not model.layers[0].trainable
+            assert sorted(model.optimizer.slots) == ["base/bias", "base/kernel", "head/bias", "head/kernel",
+                                                     "mid/bias", "mid/kernel"]
+        model.fit(x, y, batch_size=16, epochs=4, initial_epoch=2, verbose=0)
+        return model.get_weights()
+
+    for a, b in zip(run(False), run(True)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_optimizer_slots_saved_by_position_still_load(tmp_path):
+    """Files written before slots were named ('optimizer/0/m') give slot i to the i-th trainable weight."""
+    model, x, y = trained("reshape")
+    path = tmp_path / "m.npz"
+    model.save(path)
+    with np.load(path) as archive:
+        arrays = {k: archive[k] for k in archive.files}
+    keys = model.trainable_keys()
+    arrays = {(f"optimizer/{keys.index(k.removeprefix('optimizer/').rsplit('/', 1)[0])}/{k.rsplit('/', 1)[1]}"
+               if k.startswith("optimizer/") else k): v for k, v in arrays.items()}
+    np.savez(path, **arrays)
+    loaded = load_model(path)
+    for key, slots in model.optimizer.slots.items():
+        for name, value in slots.items():
+            np.testing.assert_array_equal(loaded.optimizer.slots[key][name], value)
+    arrays["optimizer/7/m"] = np.zeros(3)
+    np.savez(path, **arrays)
+    with pytest.raises(saving.ModelFileError, match="optimizer slot optimizer/7/m of shape \\(3,\\) matches no weight"):
+        load_model(path)
+
+
+@pytest.mark.parametrize("optimizer", [gpunn.optimizers.Nadam(0.01), gpunn.optimizers.Adadelta(1.0),
+                                       gpunn.optimizers.RMSprop(0.01, momentum=0.5, centered=True)])
+def test_every_optimizer_resumes_exactly(tmp_path, optimizer):
+    model, x, y = trained("reshape", optimizer)
+    model.save(tmp_path / "m.npz")
+    loaded = load_model(tmp_path / "m.npz")
+    assert loaded.optimizer.get_config() == model.optimizer.get_config()
+    for fit in (model, loaded):
+        set_seed(1)
+        fit.fit(x, y, batch_size=8, epochs=3, initial_epoch=2, verbose=0)
+    for a, b in zip(model.get_weights(), loaded.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_save_cleans_its_target_s_stale_temporaries_and_follows_the_umask(tmp_path):
+    """A save killed mid-write leaves '.m.npz.<random>.tmp'; the next save of m.npz removes it (not others')."""
+    model, _, _ = trained("reshape")
+    stale = [tmp_path / ".m.npz.k1ll3d.tmp", tmp_path / ".m.npz.x7q2ab.tmp"]
+    other = tmp_path / ".other.npz.abc123.tmp"
+    for path in stale + [other]:
+        path.write_bytes(b"\0" * 1000)
+    old = os.umask(0o027)
+    try:
+        model.save(tmp_path / "m.npz")
+    finally:
+        os.umask(old)
+    assert sorted(os.listdir(tmp_path)) == [".other.npz.abc123.tmp", "m.npz"]
+    assert (tmp_path / "m.npz").stat().st_mode & 0o777 == 0o640

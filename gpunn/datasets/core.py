@@ -10,7 +10,9 @@ and, when absent everywhere, downloaded from the public mirrors into the first
 of the two writable places (``$GPUNN_DATA_DIR`` when set, else
 ``~/.gpunn/datasets``). Every download is checked against its SHA-256 and
 written atomically (a temporary file, then a rename), so an interrupted or
-tampered download never leaves a file that looks complete.
+tampered download never leaves a file that looks complete. Every file read,
+found or downloaded, is checked by the SHA-256 of its decompressed content:
+a copy compressed again still passes, another dataset's file does not.
 
 IDX format (LeCun): a 4-byte magic number ``0x0000 <type> <ndim>``, ``ndim``
 big-endian uint32 sizes, then the values, row-major. Images are uint8 of
@@ -26,6 +28,7 @@ import urllib.error
 import urllib.request
 import zlib
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -34,6 +37,13 @@ _IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f
 
 class DatasetError(RuntimeError):
     """A dataset file is missing, corrupt, truncated, or could not be downloaded."""
+
+
+class Checksums(NamedTuple):
+    """The SHA-256 of a dataset file: as the mirrors serve it (.gz), and of its decompressed IDX content."""
+
+    download: str
+    content: str
 
 
 def search_dirs(name):
@@ -46,8 +56,8 @@ def search_dirs(name):
     return dirs
 
 
-def read_idx(path):
-    """Read an IDX file (``.gz`` or plain) into a NumPy array, checking its header and size."""
+def read_idx(path, content_sha256=None):
+    """Read an IDX file (``.gz`` or plain) into a NumPy array, checking its header, size and (if given) content."""
     path = Path(path)
     try:
         with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as f:
@@ -66,6 +76,11 @@ def read_idx(path):
     if len(data) != expected:
         raise DatasetError(f"{path} is {'truncated' if len(data) < expected else 'too long'}: an IDX array of shape "
                            f"{shape} needs {expected} bytes, the file has {len(data)}; delete it and download it again")
+    actual = hashlib.sha256(data).hexdigest()
+    if content_sha256 is not None and actual != content_sha256:
+        raise DatasetError(f"{path} is not the expected file: its decompressed content has SHA-256 {actual}, expected "
+                           f"{content_sha256} (another dataset's file in this folder, or a damaged copy). Delete it, and "
+                           f"gpunn downloads the right one, or replace it with the file of that name from a mirror")
     return np.frombuffer(data, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
 
 
@@ -122,8 +137,9 @@ def fetch(name, filename, expected_sha256, mirrors):
 
 
 def load_idx_dataset(name, files, mirrors):
-    """``(x_train, y_train), (x_test, y_test)`` from the four IDX files in ``files`` {filename: sha256}."""
-    train_x, train_y, test_x, test_y = (read_idx(fetch(name, f, sha, mirrors)) for f, sha in files.items())
+    """``(x_train, y_train), (x_test, y_test)`` from the four IDX files in ``files`` {filename: Checksums}."""
+    train_x, train_y, test_x, test_y = (read_idx(fetch(name, f, sums.download, mirrors), sums.content)
+                                        for f, sums in files.items())
     for x, y, split in ((train_x, train_y, "train"), (test_x, test_y, "test")):
         if len(x) != len(y):
             raise DatasetError(f"Dataset '{name}' {split} split has {len(x)} images but {len(y)} labels")

@@ -6,7 +6,8 @@
 3. ``forward(x, training)`` computes the output and keeps in ``self`` what the
    backward pass will need (the "cache" of the course);
 4. ``backward(dy)`` receives dL/dy, fills ``self.grads[name]`` = dL/dW for each
-   weight, and returns dL/dx for the layer below. It never modifies ``dy``.
+   weight, and returns dL/dx for the layer below. It never modifies ``dy`` (nor,
+   with ``return_state``, the states' gradients), nor the ``x`` it cached.
 
 Weights are plain attributes (``self.kernel``, ``self.bias``) registered with
 :meth:`add_weight`. A wrapper layer (``Bidirectional``, ``TimeDistributed``)
@@ -40,11 +41,17 @@ class Layer:
 
     Args:
         input_shape: shape of one sample (no batch axis), for the first layer of a model.
+        input_dim: the older Keras spelling of ``input_shape=(input_dim,)``.
         name: a unique name; by default the class name in snake case plus a counter.
-        trainable: when False the optimizer leaves this layer's weights alone.
+        trainable: when False the optimizer leaves this layer's weights alone (from the next training step on).
     """
 
-    def __init__(self, input_shape=None, name=None, trainable=True):
+    def __init__(self, input_shape=None, name=None, trainable=True, input_dim=None):
+        if input_dim is not None:
+            if input_shape is not None:
+                raise ValueError(f"{type(self).__name__}: give input_shape or input_dim, not both; received "
+                                 f"input_shape={input_shape!r} and input_dim={input_dim!r}")
+            input_shape = (input_dim,)
         if name is None:
             base = _snake_case(type(self).__name__)
             count = next(_name_counters[base])
@@ -116,7 +123,10 @@ class Layer:
 
     def weight_keys(self):
         """Names for :meth:`weight_refs`: 'kernel', or 'forward_lstm/kernel' for a sublayer's."""
-        return [n if owner is self else f"{owner.name}/{n}" for owner, n in self.weight_refs()]
+        return [self._key(owner, n) for owner, n in self.weight_refs()]
+
+    def _key(self, owner, n):
+        return n if owner is self else f"{owner.name}/{n}"
 
     def _trainable_refs(self):
         if not self.trainable:
@@ -129,15 +139,23 @@ class Layer:
         return [getattr(owner, n) for owner, n in self._trainable_refs()]
 
     @property
+    def trainable_keys(self):
+        """The names of :attr:`trainable_weights`, as in :meth:`weight_keys`."""
+        return [self._key(owner, n) for owner, n in self._trainable_refs()]
+
+    @property
     def trainable_grads(self):
         return [owner.grads[n] for owner, n in self._trainable_refs()]
 
     def get_weights(self):
-        """All weights as NumPy arrays, in the order of :meth:`weight_refs`."""
-        return [backend.to_numpy(getattr(owner, n)) for owner, n in self.weight_refs()]
+        """Copies of all weights as NumPy arrays, in the order of :meth:`weight_refs`.
+
+        Copies, as in Keras: a snapshot (``best = model.get_weights()``) stays as it was while training goes on.
+        """
+        return [host_copy(getattr(owner, n)) for owner, n in self.weight_refs()]
 
     def set_weights(self, weights):
-        """Replace the weights by NumPy arrays of the same shapes (as from :meth:`get_weights`)."""
+        """Replace the weights by copies of NumPy arrays of the same shapes (as from :meth:`get_weights`)."""
         weights, refs = list(weights), self.weight_refs()
         if len(weights) != len(refs):
             raise ValueError(f"Layer '{self.name}' has {len(refs)} weights {self.weight_keys()}; "
@@ -148,7 +166,7 @@ class Layer:
             if w.shape != old.shape:
                 raise ValueError(f"Layer '{self.name}' weight '{key}' has shape {old.shape}; received shape {w.shape}")
         for (owner, n), w in zip(refs, weights):
-            setattr(owner, n, backend.to_device(w, dtype=getattr(owner, n).dtype))
+            setattr(owner, n, backend.xp.array(w, dtype=getattr(owner, n).dtype))  # a copy: training leaves w alone
 
     def count_params(self):
         return int(sum(getattr(owner, n).size for owner, n in self.weight_refs()))
@@ -191,6 +209,11 @@ class Layer:
 def on_backend(x):
     """``x`` on the active backend: host data (a NumPy array, a list) is moved there; None stays None."""
     return x if x is None or backend.get_array_module(x) is not np else backend.to_device(x)
+
+
+def host_copy(a):
+    """A NumPy copy of ``a``: CuPy's transfer to the host already copies; a NumPy array is copied here."""
+    return a.copy() if isinstance(a, np.ndarray) else backend.to_numpy(a)
 
 
 def check_rank(layer, x, rank, what):

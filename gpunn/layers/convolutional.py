@@ -1,10 +1,12 @@
-"""Convolution layers, channels-first: images are (N, C, H, W), as in ``input_shape=(1, 28, 28)``."""
+"""Convolution layers. They compute channels-first, (N, C, H, W) as in ``input_shape=(1, 28, 28)``;
+``data_format="channels_last"`` takes Keras's (N, H, W, C) (see :mod:`gpunn.layers.image`)."""
 
 import numpy as np
 
 import gpunn.backend as backend
 from gpunn import activations
-from gpunn.layers.base import Layer, check_rank, config_of
+from gpunn.layers.base import config_of
+from gpunn.layers.image import ImageLayer
 from gpunn.ops.im2col import Geometry, col2im, im2col, resolve_padding
 
 
@@ -16,6 +18,14 @@ def normalize_pair(value, what, layer):
     return tuple(int(v) for v in pair)
 
 
+def normalize_single(value, what, layer_name):
+    """3 or (3,) -> 3, for the 1-D layers (checked before the layer has its name)."""
+    single = value[0] if isinstance(value, (tuple, list)) and len(value) == 1 else value
+    if isinstance(single, bool) or not isinstance(single, (int, np.integer)) or single < 1:
+        raise ValueError(f"Layer '{layer_name}': {what} must be a positive integer; received {what}={value!r}")
+    return int(single)
+
+
 def check_padding(padding, layer):
     ok = padding in ("valid", "same") or isinstance(padding, (int, np.integer)) and padding >= 0 or (
         isinstance(padding, (tuple, list)) and len(padding) == 2)
@@ -24,17 +34,7 @@ def check_padding(padding, layer):
     return padding if isinstance(padding, (str, int, np.integer)) else tuple(padding)
 
 
-def check_images(layer, x, channels):
-    """x must be (N, C, H, W) with the layer's C; a channels-last batch gets told how to transpose."""
-    check_rank(layer, x, 4, "(N, C, H, W)")
-    if x.shape[1] != channels:
-        hint = (" gpunn is channels-first (N, C, H, W); this looks channels-last (N, H, W, C): use "
-                "x.transpose(0, 3, 1, 2)") if x.shape[-1] == channels else ""
-        raise ValueError(f"Layer '{layer.name}' expects {channels} input channels on axis 1 of (N, C, H, W); "
-                         f"received an array of shape {tuple(x.shape)}.{hint}")
-
-
-class Conv2D(Layer):
+class Conv2D(ImageLayer):
     """2-D convolution as im2col + one matrix product.
 
     With F filters of size C x KH x KW, ``col = im2col(X)`` of shape (C*KH*KW, N*OH*OW) --
@@ -60,6 +60,7 @@ class Conv2D(Layer):
         padding: 'valid' (none), 'same' (output = ceil(input / stride)), an int, or
             ((top, bottom), (left, right)).
         dilation_rate: int or pair; 1 is an ordinary convolution.
+        data_format: 'channels_first' or 'channels_last' (see :class:`gpunn.layers.image.ImageLayer`).
     """
 
     def __init__(self, filters, kernel_size, strides=1, padding="valid", activation=None, use_bias=True,
@@ -85,25 +86,25 @@ class Conv2D(Layer):
             (h, w), self.kernel_size, self.strides, self.dilation_rate)]
         return Geometry(x_shape, self.kernel_size, self.strides, pads, self.dilation_rate)
 
-    def build(self, input_shape):
-        if len(input_shape) != 3:
-            raise ValueError(f"Layer '{self.name}' expects samples of shape (C, H, W); received input_shape={input_shape}")
-        self.compute_output_shape(input_shape)  # fails early when the kernel does not fit
-        super().build(input_shape)
-        kh, kw = self.kernel_size
-        self.add_weight("kernel", (self.filters, input_shape[0], kh, kw), self.kernel_initializer, self.kernel_regularizer)
+    def build_channels_first(self, input_shape):
+        self.channels = input_shape[0]
+        self.add_weight("kernel", (self.filters, self.channels) + self.kernel_shape(), self.kernel_initializer,
+                        self.kernel_regularizer)
         if self.use_bias:
             self.add_weight("bias", (self.filters,), self.bias_initializer)
 
-    def compute_output_shape(self, input_shape):
+    def kernel_shape(self):
+        return self.kernel_size
+
+    def output_shape_channels_first(self, input_shape):
         g = self.geometry((1,) + tuple(input_shape))
         if g.OH < 1 or g.OW < 1:
             raise ValueError(f"Layer '{self.name}': kernel {self.kernel_size} (dilation {self.dilation_rate}) is larger "
-                             f"than the padded input {(g.H + g.PT + g.PB, g.W + g.PL + g.PR)} of samples {tuple(input_shape)}")
+                             f"than the padded input {(g.H + g.PT + g.PB, g.W + g.PL + g.PR)} of samples "
+                             f"{self.own_shape(input_shape)}")
         return self.filters, g.OH, g.OW
 
-    def forward(self, x, training=False):
-        check_images(self, x, self.kernel.shape[1])
+    def forward_channels_first(self, x, training=False):
         self.g = g = self.geometry(x.shape)
         self.col = im2col(x, g)
         z = (self.kernel.reshape(self.filters, -1) @ self.col).reshape(self.filters, g.N, g.OH, g.OW)
@@ -111,7 +112,7 @@ class Conv2D(Layer):
         z = z + self.bias[:, None, None] if self.use_bias else backend.get_array_module(z).ascontiguousarray(z)
         return self.activation.forward(z)
 
-    def backward(self, dy):
+    def backward_channels_first(self, dy):
         g = self.g
         xp = backend.get_array_module(dy)
         dz = self.activation.backward(dy)  # (N, F, OH, OW)
@@ -135,7 +136,7 @@ class Conv2D(Layer):
                 "kernel_regularizer": config_of(self.kernel_regularizer)}
 
 
-class ZeroPadding2D(Layer):
+class ZeroPadding2D(ImageLayer):
     """Adds rows and columns of zeros around each image: padding=1, (ph, pw) or ((top, bottom), (left, right))."""
 
     def __init__(self, padding=1, **kwargs):
@@ -148,19 +149,73 @@ class ZeroPadding2D(Layer):
         if any(v < 0 for p in self.padding for v in p):
             raise ValueError(f"Layer '{self.name}': padding must be non-negative; received {padding!r}")
 
-    def compute_output_shape(self, input_shape):
+    def output_shape_channels_first(self, input_shape):
         (t, b), (l, r) = self.padding
         c, h, w = input_shape
         return c, h + t + b, w + l + r
 
-    def forward(self, x, training=False):
-        check_rank(self, x, 4, "(N, C, H, W)")
+    def forward_channels_first(self, x, training=False):
         xp = backend.get_array_module(x)
         return xp.pad(x, ((0, 0), (0, 0)) + self.padding)
 
-    def backward(self, dy):
+    def backward_channels_first(self, dy):
         (t, b), (l, r) = self.padding
         return dy[:, :, t:dy.shape[2] - b, l:dy.shape[3] - r]
 
     def get_config(self):
         return {**super().get_config(), "padding": [list(p) for p in self.padding]}
+
+
+class OneD:
+    """Makes a 2-D layer 1-D: (N, C, L) is computed as (N, C, 1, L), a row of height 1.
+
+    Sequences come (N, L, C) by default -- gpunn's (batch, time, features), Keras's channels-last --
+    whatever the default image format; ``data_format='channels_first'`` takes (N, C, L).
+    """
+
+    spatial_axes = ("L",)
+    default_data_format = "channels_last"
+
+    def output_shape_channels_first(self, input_shape):
+        c, _, length = super().output_shape_channels_first((input_shape[0], 1, input_shape[1]))
+        return c, length
+
+    def forward_channels_first(self, x, training=False):
+        return super().forward_channels_first(x[:, :, None, :], training)[:, :, 0, :]
+
+    def backward_channels_first(self, dy):
+        dx = super().backward_channels_first(dy[:, :, None, :])
+        return None if dx is None else dx[:, :, 0, :]
+
+
+class Conv1D(OneD, Conv2D):
+    """1-D convolution over steps, as used on sequences and signals: the 2-D one with kernels (1, K).
+
+    Z[n, f, t] = sum_c sum_k W[f, c, k] X[n, c, t*stride + k*dilation] + b[f]. The kernel is (F, C, K).
+
+    Args:
+        filters, kernel_size, strides, dilation_rate: as Conv2D's, single integers.
+        padding: 'valid', 'same', or 'causal' (zeros before the start only: step t sees steps <= t).
+        data_format: 'channels_last' (N, L, C), the default, or 'channels_first' (N, C, L).
+    """
+
+    def __init__(self, filters, kernel_size, strides=1, padding="valid", dilation_rate=1, **kwargs):
+        name = kwargs.get("name", type(self).__name__)
+        k, s, d = (normalize_single(v, what, name) for v, what in ((kernel_size, "kernel_size"), (strides, "strides"),
+                                                                   (dilation_rate, "dilation_rate")))
+        if padding not in ("valid", "same", "causal"):
+            raise ValueError(f"Layer '{name}': padding must be 'valid', 'same' or 'causal'; received {padding!r}")
+        self.padding_1d = padding
+        padding = ((0, 0), (d * (k - 1), 0)) if padding == "causal" else padding
+        super().__init__(filters, (1, k), strides=(1, s), padding=padding, dilation_rate=(1, d), **kwargs)
+
+    def kernel_shape(self):
+        return self.kernel_size[1:]
+
+    def get_config(self):
+        return {**super().get_config(), "kernel_size": self.kernel_size[1], "strides": self.strides[1],
+                "dilation_rate": self.dilation_rate[1], "padding": self.padding_1d}
+
+
+Convolution1D = Conv1D  # Keras 1's names, still on slides
+Convolution2D = Conv2D

@@ -1,6 +1,9 @@
 """Batch normalization."""
 
+import numpy as np
+
 import gpunn.backend as backend
+from gpunn import config
 from gpunn.layers.base import Layer
 
 
@@ -22,30 +25,42 @@ class BatchNormalization(Layer):
         dx = 1/(m sqrt(var + eps)) * (m dx_hat - sum(dx_hat) - x_hat * sum(dx_hat * x_hat))
 
     Args:
+        axis: the axis of the features (channels) of a batch, each normalized on its own. None: the
+            channels of images as :func:`gpunn.config.image_data_format` lays them out -- axis 1 of
+            (N, C, H, W) or -1 of (N, H, W, C) -- and the last axis of anything else. After a layer
+            given ``data_format='channels_last'`` while the default is channels-first, write axis=-1.
         momentum: of the moving averages (Keras's default 0.99).
         epsilon: added to the variance (Keras's default 1e-3).
     """
 
-    def __init__(self, momentum=0.99, epsilon=1e-3, center=True, scale=True, **kwargs):
+    def __init__(self, axis=None, momentum=0.99, epsilon=1e-3, center=True, scale=True, **kwargs):
         super().__init__(**kwargs)
         if not 0 <= momentum < 1 or epsilon <= 0:
             raise ValueError(f"Layer '{self.name}': momentum must be in [0, 1) and epsilon > 0; "
                              f"received momentum={momentum!r}, epsilon={epsilon!r}")
-        self.momentum, self.epsilon, self.center, self.scale = float(momentum), float(epsilon), center, scale
+        self.axis, self.momentum, self.epsilon, self.center, self.scale = axis, float(momentum), float(epsilon), \
+            center, scale
 
     def build(self, input_shape):
+        rank = len(input_shape) + 1  # of a batch
+        if self.axis is None:
+            self.axis = 1 if rank == 4 and config.image_data_format() == "channels_first" else -1
+        if not isinstance(self.axis, (int, np.integer)) or not -rank < self.axis < rank or self.axis % rank == 0:
+            raise ValueError(f"Layer '{self.name}': axis must pick a feature axis of batches of shape "
+                             f"{(None,) + tuple(input_shape)}; received axis={self.axis}")
+        self.axis = int(self.axis) % rank  # saved as a positive index: the model reloads the same under any default
         super().build(input_shape)
-        features = (input_shape[0],) if len(input_shape) == 3 else (input_shape[-1],)
+        features = (input_shape[self.axis - 1],)
         self.add_weight("gamma", features, "ones", trainable=self.scale)
         self.add_weight("beta", features, "zeros", trainable=self.center)
         self.add_weight("moving_mean", features, "zeros", trainable=False)
         self.add_weight("moving_variance", features, "ones", trainable=False)
 
     def _axes(self, x):
-        """Axes to average over, and the shape that broadcasts a per-feature vector against x."""
-        if x.ndim == 4:  # (N, C, H, W): per channel
-            return (0, 2, 3), (1, -1, 1, 1)
-        return tuple(range(x.ndim - 1)), (-1,)
+        """Axes to average over (all but the features'), and the shape that broadcasts a per-feature vector against x."""
+        shape = [1] * x.ndim
+        shape[self.axis] = -1
+        return tuple(a for a in range(x.ndim) if a != self.axis), tuple(shape)
 
     def forward(self, x, training=False):
         xp = backend.get_array_module(x)
@@ -77,5 +92,5 @@ class BatchNormalization(Layer):
                                      - self.x_hat * (dx_hat * self.x_hat).sum(axis=axes, keepdims=True))
 
     def get_config(self):
-        return {**super().get_config(), "momentum": self.momentum, "epsilon": self.epsilon, "center": self.center,
-                "scale": self.scale}
+        return {**super().get_config(), "axis": self.axis, "momentum": self.momentum, "epsilon": self.epsilon,
+                "center": self.center, "scale": self.scale}

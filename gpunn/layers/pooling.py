@@ -1,17 +1,20 @@
 """Pooling layers. Each channel is pooled on its own, so an (N, C, H, W) batch is
 seen as N*C one-channel images and cut into windows with the same im2col as
 the convolution: col (KH*KW, N*C*OH*OW), one column per window, in the order of
-the output (n, c, oh, ow) -- pooling is then a reduction over axis 0."""
+the output (n, c, oh, ow) -- pooling is then a reduction over axis 0.
+
+Like the convolutions they compute channels-first and take ``data_format="channels_last"``
+(see :mod:`gpunn.layers.image`); the 1-D poolings are the 2-D ones on (N, C, 1, L)."""
 
 import numpy as np
 
 import gpunn.backend as backend
-from gpunn.layers.base import Layer, check_rank
-from gpunn.layers.convolutional import check_padding, normalize_pair
+from gpunn.layers.convolutional import OneD, check_padding, normalize_pair, normalize_single
+from gpunn.layers.image import ImageLayer
 from gpunn.ops.im2col import Geometry, col2im, im2col, resolve_padding
 
 
-class _Pooling2D(Layer):
+class _Pooling2D(ImageLayer):
     fill = 0.0  # what the padding holds
 
     def __init__(self, pool_size=2, strides=None, padding="valid", **kwargs):
@@ -27,14 +30,14 @@ class _Pooling2D(Layer):
         pads = [resolve_padding(self.padding, size, k, s) for size, k, s in zip((h, w), self.pool_size, self.strides)]
         return Geometry((n * c, 1, h, w), self.pool_size, self.strides, pads)
 
-    def compute_output_shape(self, input_shape):
+    def output_shape_channels_first(self, input_shape):
         g = self.geometry((1,) + tuple(input_shape))
         if g.OH < 1 or g.OW < 1:
-            raise ValueError(f"Layer '{self.name}': pool_size {self.pool_size} is larger than the input {tuple(input_shape)}")
+            raise ValueError(f"Layer '{self.name}': pool_size {self.pool_size} is larger than the input "
+                             f"{self.own_shape(input_shape)}")
         return input_shape[0], g.OH, g.OW
 
     def windows(self, x):
-        check_rank(self, x, 4, "(N, C, H, W)")
         self.x_shape = x.shape
         self.g = self.geometry(x.shape)
         return im2col(x.reshape(self.g.N, 1, self.g.H, self.g.W), self.g, self.fill)
@@ -61,11 +64,11 @@ class MaxPool2D(_Pooling2D):
 
     fill = -np.inf  # padding never wins the max
 
-    def forward(self, x, training=False):
+    def forward_channels_first(self, x, training=False):
         pooled, self.argmax = max_and_argmax(self.windows(x))
         return self.output(pooled)
 
-    def backward(self, dy):
+    def backward_channels_first(self, dy):
         xp = backend.get_array_module(dy)
         taps = xp.arange(self.g.KH * self.g.KW)[:, None]
         dcol = (taps == self.argmax[None, :]) * dy.reshape(1, -1)  # (taps, windows): dy at each arg-max
@@ -94,7 +97,7 @@ class AvgPool2D(_Pooling2D):
     """Average pooling: each window gives its mean (with 'same' padding, the mean of
     the real pixels only, as in Keras). Backward spreads dy / count evenly over the window."""
 
-    def forward(self, x, training=False):
+    def forward_channels_first(self, x, training=False):
         col = self.windows(x)
         xp = backend.get_array_module(x)
         g = self.g
@@ -106,28 +109,50 @@ class AvgPool2D(_Pooling2D):
             self.count = x.dtype.type(g.KH * g.KW)
         return self.output(col.sum(axis=0).reshape(g.N, -1) / self.count)
 
-    def backward(self, dy):
+    def backward_channels_first(self, dy):
         xp = backend.get_array_module(dy)
         share = (dy.reshape(self.g.N, -1) / self.count).reshape(1, -1)  # dy / count, once per window
         return self.unwindows(xp.broadcast_to(share, self.g.col_shape))
 
 
-class GlobalAveragePooling2D(Layer):
+class GlobalAveragePooling2D(ImageLayer):
     """(N, C, H, W) -> (N, C): the mean of each channel. Backward: dy / (H W) on every pixel."""
 
-    def compute_output_shape(self, input_shape):
+    def output_shape_channels_first(self, input_shape):
         return (input_shape[0],)
 
-    def forward(self, x, training=False):
-        check_rank(self, x, 4, "(N, C, H, W)")
+    def forward_channels_first(self, x, training=False):
         self.x_shape = x.shape
         return x.mean(axis=(2, 3))
 
-    def backward(self, dy):
+    def backward_channels_first(self, dy):
         xp = backend.get_array_module(dy)
         h, w = self.x_shape[2:]
         return xp.broadcast_to((dy / (h * w))[:, :, None, None], self.x_shape)
 
 
+class _Pooling1D(OneD):
+    """A 1-D pooling: the 2-D one with windows (1, pool_size) on (N, C, 1, L)."""
+
+    def __init__(self, pool_size=2, strides=None, padding="valid", **kwargs):
+        name = kwargs.get("name", type(self).__name__)
+        pool_size = normalize_single(pool_size, "pool_size", name)
+        strides = pool_size if strides is None else normalize_single(strides, "strides", name)
+        super().__init__((1, pool_size), (1, strides), padding, **kwargs)
+
+    def get_config(self):
+        return {**super().get_config(), "pool_size": self.pool_size[1], "strides": self.strides[1]}
+
+
+class MaxPooling1D(_Pooling1D, MaxPool2D):
+    """Max pooling over steps: (N, L, C) -> (N, L', C), each window of ``pool_size`` steps gives its largest value."""
+
+
+class AveragePooling1D(_Pooling1D, AvgPool2D):
+    """Average pooling over steps: (N, L, C) -> (N, L', C), each window of ``pool_size`` steps gives its mean."""
+
+
 MaxPooling2D = MaxPool2D
 AveragePooling2D = AvgPool2D
+MaxPool1D = MaxPooling1D
+AvgPool1D = AveragePooling1D

@@ -213,14 +213,15 @@ class LSTM(RNN):
         xp = backend.get_array_module(dhs)
         dz = xp.empty_like(self.gate_values)
         dh_rec = dstates[0] if dstates else xp.zeros_like(dhs[0])
-        dc_next = dstates[1] if len(dstates) > 1 else xp.zeros_like(dhs[0])
-        dc_prev = xp.empty_like(dc_next)
+        dc_next = dstates[1] if len(dstates) > 1 else xp.zeros_like(dhs[0])  # the caller's dc_T: read, never written
+        dc_buffers = (xp.empty_like(dc_next), xp.empty_like(dc_next))  # dL/dc_{t-1}, written in turn
         zero = xp.zeros_like(dhs[0])
-        for t in reversed(range(len(dhs))):
+        for step, t in enumerate(reversed(range(len(dhs)))):
             c_prev = self.cs[t - 1] if t else zero
+            dc_prev = dc_buffers[step % 2]
             lstm_step_backward(dhs[t], dh_rec, dc_next, self.gate_values[t], c_prev, self.cs[t], dz[t], dc_prev)
             dh_rec = dz[t] @ self.recurrent_kernel.T
-            dc_next, dc_prev = dc_prev, dc_next
+            dc_next = dc_prev
         return dz, dz, dh_rec
 
     def final_states(self):

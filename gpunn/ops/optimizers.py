@@ -3,7 +3,9 @@
 The ``*_cpu`` twins are written with the array module of their arguments, so
 they also serve CuPy arrays the kernels do not cover (float64, non-contiguous).
 Each dispatcher takes the kernel for contiguous float32 CuPy arrays: one launch
-per weight instead of a chain of small element-wise operations.
+per weight instead of a chain of small element-wise operations. Nadam, Adadelta
+and RMSprop's centered and momentum variants have no kernel yet: their one
+function runs on either backend.
 """
 
 import numpy as np
@@ -54,6 +56,57 @@ def adam_update_cpu(w, g, m, v, lr, beta_1, beta_2, epsilon, t):
     m_hat = m / (1 - beta_1 ** t)  # bias correction: early averages are pulled towards 0
     v_hat = v / (1 - beta_2 ** t)
     w -= lr * m_hat / (xp.sqrt(v_hat) + epsilon)
+
+
+# --- twins without a kernel: the same code runs on NumPy and CuPy arrays ---------------------
+
+
+def rmsprop_centered_momentum_update(w, g, s, mg, velocity, lr, rho, momentum, epsilon):
+    """RMSprop, centered (``mg`` holds the running mean of g) and/or with momentum (``velocity``); None: not used.
+
+    Centered divides by an estimate of g's standard deviation instead of its root mean square.
+    """
+    xp = backend.get_array_module(w)
+    s *= rho
+    s += (1 - rho) * g * g
+    if mg is not None:
+        mg *= rho
+        mg += (1 - rho) * g
+        spread = xp.sqrt(xp.maximum(s - mg * mg, 0))  # >= 0 in exact arithmetic; rounding may dip below
+    else:
+        spread = xp.sqrt(s)
+    step = lr * g / (spread + epsilon)
+    if velocity is None:
+        w -= step
+    else:
+        velocity *= momentum
+        velocity += step
+        w -= velocity
+
+
+def nadam_update(w, g, m, v, lr, beta_1, beta_2, epsilon, t, u_product):
+    """Adam with Nesterov momentum (Dozat), as Keras writes it: the momentum warms up along
+    u_t = beta_1 (1 - 0.5 * 0.96^t), and ``u_product`` = u_1 u_2 ... u_t."""
+    xp = backend.get_array_module(w)
+    u_t, u_next = beta_1 * (1 - 0.5 * 0.96 ** t), beta_1 * (1 - 0.5 * 0.96 ** (t + 1))
+    m *= beta_1
+    m += (1 - beta_1) * g
+    v *= beta_2
+    v += (1 - beta_2) * g * g
+    m_hat = u_next * m / (1 - u_product * u_next) + (1 - u_t) * g / (1 - u_product)  # look one step ahead
+    v_hat = v / (1 - beta_2 ** t)
+    w -= lr * m_hat / (xp.sqrt(v_hat) + epsilon)
+
+
+def adadelta_update(w, g, s, d, lr, rho, epsilon):
+    """Adadelta (Zeiler): the step's size comes from the running RMS of past steps (``d``) over that of g (``s``)."""
+    xp = backend.get_array_module(w)
+    s *= rho
+    s += (1 - rho) * g * g
+    delta = -xp.sqrt(d + epsilon) / xp.sqrt(s + epsilon) * g
+    d *= rho
+    d += (1 - rho) * delta * delta
+    w += lr * delta
 
 
 # --- the kernels ----------------------------------------------------------------------

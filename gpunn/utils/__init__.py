@@ -3,7 +3,7 @@
 import numpy as np
 
 import gpunn.backend as backend
-from gpunn.utils.data import batch_slices, random_mini_batches, to_categorical
+from gpunn.utils.data import PyDataset, Sequence, batch_slices, random_mini_batches, to_categorical
 from gpunn.utils.gradcheck import gradcheck
 from gpunn.utils.timing import elapsed, format_profile, profile_layers, time_fn
 
@@ -14,5 +14,5 @@ def set_seed(seed):
     np.random.seed(seed)
 
 
-__all__ = ["batch_slices", "elapsed", "format_profile", "gradcheck", "profile_layers", "random_mini_batches", "set_seed",
-           "time_fn", "to_categorical"]
+__all__ = ["PyDataset", "Sequence", "batch_slices", "elapsed", "format_profile", "gradcheck", "profile_layers",
+           "random_mini_batches", "set_seed", "time_fn", "to_categorical"]

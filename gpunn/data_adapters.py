@@ -1,0 +1,247 @@
+"""Where ``fit``, ``evaluate`` and ``predict`` get their mini-batches: arrays, a generator, or a PyDataset.
+
+Whatever the data, the training loop sees one object with
+
+- ``batches()``: one epoch's batches, each ``(x, y, sample_weight)`` on the device and
+  checked (``y`` and ``sample_weight`` may be None);
+- ``steps``: batches per epoch (None for a generator read to its end);
+- ``size`` and ``unit``: what the progress bar counts (samples for arrays, batches otherwise);
+- ``ran_out``: whether a generator ended before the epoch did;
+- ``on_epoch_end()``.
+
+Arrays are checked once and moved to the device before the first epoch; their
+batches are slices of one shuffled order. A generator's or a PyDataset's batches
+are checked and moved one by one, as they come; each is ``(x, y)`` or
+``(x, y, sample_weight)`` (``predict`` also takes ``x`` alone).
+
+Sample weights: ``sample_weight`` gives one per example; ``class_weight``
+(``{class: weight}``) gives each example the weight of its class, Keras's rule:
+labels or the arg-max of one-hot rows pick the class, unlisted classes weigh 1.
+"""
+
+import itertools
+from collections.abc import Iterator
+
+import numpy as np
+
+import gpunn.backend as backend
+from gpunn.utils.data import PyDataset, batch_slices
+
+DEFAULT_BATCH_SIZE = 32
+RAN_OUT = ("Your input ran out of data; interrupting training. Make sure that your generator can generate at least "
+           "steps_per_epoch * epochs batches (loop forever: while True: ... yield x, y)")
+
+
+def check_int(name, value, minimum):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}; received {name}={value!r}")
+
+
+def is_dataset(x):
+    """A PyDataset, or any object built like Keras's (``__len__``, ``__getitem__``, ``on_epoch_end``)."""
+    return isinstance(x, PyDataset) or all(hasattr(x, a) for a in ("__len__", "__getitem__", "on_epoch_end"))
+
+
+def is_batches(x):
+    """Data that comes in whole batches: a PyDataset or a generator (any iterator)."""
+    return is_dataset(x) or isinstance(x, Iterator)
+
+
+def adapt(model, x, y=None, sample_weight=None, class_weight=None, batch_size=None, shuffle=False, steps=None,
+          what="x", targets=True, steps_name="steps"):
+    """The batches of ``x``: arrays (with ``y``), a generator or a PyDataset, every argument checked first.
+
+    ``targets``: the batches need targets y (fit, evaluate) or not (predict). ``steps_name``: what
+    the caller calls ``steps`` (``steps_per_epoch``), for the error messages.
+    """
+    if steps is not None:
+        check_int(steps_name, steps, 1)
+    if class_weight is not None:
+        class_weight = check_class_weight(class_weight)
+    if is_batches(x):
+        kind = "PyDataset" if is_dataset(x) else "generator"
+        for name, value in (("y", y), ("sample_weight", sample_weight), ("batch_size", batch_size)):
+            if value is not None:
+                raise ValueError(f"{what}: a {kind} hands out whole batches, (x, y) or (x, y, sample_weight); leave "
+                                 f"{name} out of the call (received {name}={_describe(value)})")
+
+        def prepare(i, batch):
+            return _prepare(model, batch, class_weight, f"{what} (batch {i} of the {kind})", targets)
+
+        if kind == "PyDataset":
+            return DatasetBatches(x, steps, steps_name, shuffle, prepare)
+        return GeneratorBatches(x, steps, prepare)
+    if targets and y is None:
+        raise ValueError(f"{what}: no targets y; fit and evaluate need (x, y): arrays, or batches (x, y)")
+    batch_size = DEFAULT_BATCH_SIZE if batch_size is None else batch_size
+    check_int("batch_size", batch_size, 1)
+    return ArrayBatches(model, x, y, sample_weight, class_weight, batch_size, shuffle, steps, steps_name, what)
+
+
+def split_validation(x, y, sample_weight, validation_split):
+    """The last ``validation_split`` of the arrays kept apart, as Keras does: (train arrays, validation arrays)."""
+    if not 0 <= validation_split < 1:
+        raise ValueError(f"validation_split must be in [0, 1); received validation_split={validation_split!r}")
+    if validation_split and is_batches(x):
+        raise ValueError("validation_split cuts arrays; with a generator or a PyDataset give validation_data=... instead")
+    if not validation_split or x is None or y is None:  # nothing to cut (missing data is reported later)
+        return (x, y, sample_weight), None
+    split = int(len(x) * (1 - validation_split))
+    if split == 0 or split == len(x):
+        raise ValueError(f"validation_split={validation_split} leaves no samples for training or validation out of "
+                         f"{len(x)}")
+    w, w_val = (None, None) if sample_weight is None else (sample_weight[:split], sample_weight[split:])
+    return (x[:split], y[:split], w), (x[split:], y[split:], w_val)
+
+
+def unpack_validation(validation_data):
+    """``(x, y, sample_weight)`` from validation_data given as (x, y), (x, y, w), a generator or a PyDataset."""
+    if is_batches(validation_data):
+        return validation_data, None, None
+    if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+        raise ValueError(f"validation_data must be (x_val, y_val) or (x_val, y_val, sample_weight_val), a generator or "
+                         f"a PyDataset; received {_describe(validation_data)}")
+    return tuple(validation_data) + (None,) * (3 - len(validation_data))
+
+
+class ArrayBatches:
+    """Arrays in memory: checked and moved to the device once, cut into mini-batches of one shuffled order per epoch."""
+
+    unit = "sample"
+    ran_out = False
+
+    def __init__(self, model, x, y, sample_weight, class_weight, batch_size, shuffle, steps, steps_name, what):
+        x, y = model._check_data(x, y, what)
+        w = sample_weights(sample_weight, class_weight, y, len(x), what)
+        self.slices = batch_slices(len(x), batch_size)
+        if steps is not None:
+            if steps > len(self.slices):
+                raise ValueError(f"{steps_name}={steps}, but {what} makes {len(self.slices)} batches of {batch_size} "
+                                 f"samples")
+            self.slices = self.slices[:steps]
+        self.steps, self.size, self.n, self.shuffle = len(self.slices), self.slices[-1].stop, len(x), shuffle
+        self.arrays = [None if a is None else backend.to_device(a) for a in (x, y, w)]
+
+    def batches(self):
+        order = backend.permutation(self.n) if self.shuffle else None
+        for s in self.slices:
+            rows = s if order is None else order[s]
+            yield tuple(None if a is None else a[rows] for a in self.arrays)
+
+    def on_epoch_end(self):
+        pass
+
+
+class DatasetBatches:
+    """A PyDataset (Keras's Sequence): every batch ``dataset[i]`` once per epoch, in a new order if ``shuffle``."""
+
+    unit = "batch"
+    ran_out = False
+
+    def __init__(self, dataset, steps, steps_name, shuffle, prepare):
+        count = len(dataset)
+        if count < 1 or (steps is not None and steps > count):
+            raise ValueError(f"{type(dataset).__name__} has {count} batches (its __len__); "
+                             f"{'at least one is needed' if count < 1 else f'{steps_name}={steps} asks for more'}")
+        self.dataset, self.count, self.shuffle, self.prepare = dataset, count, shuffle, prepare
+        self.steps = self.size = count if steps is None else steps
+
+    def batches(self):
+        order = backend.to_numpy(backend.permutation(self.count)) if self.shuffle else range(self.count)
+        for i in order[:self.steps]:
+            yield self.prepare(int(i), self.dataset[int(i)])
+
+    def on_epoch_end(self):
+        self.dataset.on_epoch_end()
+
+
+class GeneratorBatches:
+    """A Python generator (any iterator) of batches, read on from where the last epoch stopped.
+
+    With ``steps`` an epoch is that many batches; without, the first epoch reads the
+    generator to its end (a generator for many epochs loops forever and needs steps).
+    """
+
+    unit = "batch"
+
+    def __init__(self, iterator, steps, prepare):
+        self.iterator, self.steps, self.size, self.prepare = iterator, steps, steps, prepare
+        self.count, self.ran_out = 0, False
+
+    def batches(self):
+        self.ran_out = False
+        for step in itertools.count() if self.steps is None else range(self.steps):
+            try:
+                batch = next(self.iterator)
+            except StopIteration:
+                self.ran_out = step == 0 or self.steps is not None  # the natural end of a steps=None epoch is not
+                return
+            self.count += 1
+            yield self.prepare(self.count - 1, batch)
+
+    def on_epoch_end(self):
+        pass
+
+
+def _prepare(model, batch, class_weight, what, targets):
+    """One batch from a generator or a PyDataset, checked and on the device: (x, y, sample_weight)."""
+    if isinstance(batch, tuple) and 1 <= len(batch) <= 3:
+        x, y, w = batch + (None,) * (3 - len(batch))
+    elif not targets:
+        x, y, w = batch, None, None
+    else:
+        raise ValueError(f"{what}: expected a batch (x, y) or (x, y, sample_weight) as a tuple; received "
+                         f"{_describe(batch)}")
+    if targets and y is None:
+        raise ValueError(f"{what}: the batch has no targets y; fit and evaluate need batches (x, y)")
+    x, y = model._check_data(x, y if targets else None, what)
+    w = sample_weights(w, class_weight, y, len(x), what) if targets else None
+    return tuple(None if a is None else backend.to_device(a) for a in (x, y, w))
+
+
+def sample_weights(sample_weight, class_weight, y, n, what):
+    """One weight per sample, from ``sample_weight`` or ``class_weight`` (None when neither is given)."""
+    if sample_weight is not None and class_weight is not None:
+        raise ValueError(f"{what}: give sample_weight or class_weight, not both (as in Keras); to combine them, "
+                         f"multiply each sample's class weight into sample_weight")
+    if class_weight is not None:
+        return class_weights(y, class_weight, what)
+    if sample_weight is None:
+        return None
+    xp = backend.get_array_module(sample_weight)
+    w = xp.asarray(sample_weight)
+    if w.dtype.kind not in "fiub" or w.shape not in ((n,), (n, 1)):
+        raise ValueError(f"{what}: sample_weight must hold one number per sample, shape ({n},); received "
+                         f"{_describe(w)}")
+    w = w.reshape(n).astype(np.float32)
+    if n and (not bool(xp.isfinite(w).all()) or float(w.min()) < 0):
+        raise ValueError(f"{what}: sample_weight must be finite and >= 0; received values from {float(w.min())} to "
+                         f"{float(w.max())}")
+    return w
+
+
+def check_class_weight(class_weight):
+    ok = isinstance(class_weight, dict) and all(
+        isinstance(k, (int, np.integer)) and not isinstance(k, bool) and isinstance(v, (int, float, np.number))
+        and v >= 0 for k, v in class_weight.items())
+    if not ok:
+        raise ValueError(f"class_weight must be a dict {{class index: weight >= 0}}, e.g. {{0: 1.0, 1: 5.0}}; "
+                         f"received class_weight={class_weight!r}")
+    return {int(k): float(v) for k, v in class_weight.items()}
+
+
+def class_weights(y, class_weight, what):
+    """Each sample's class weight: its class is its label, or the arg-max of its one-hot row."""
+    labels = backend.to_numpy(y)
+    if labels.ndim == 2:
+        labels = labels[:, 0] if labels.shape[1] == 1 else labels.argmax(axis=1)
+    if labels.ndim != 1:
+        raise ValueError(f"{what}: class_weight needs one class per sample, labels (n,) or one-hot rows (n, k); "
+                         f"received y of shape {labels.shape} (weigh such samples with sample_weight)")
+    classes, index = np.unique(np.round(labels).astype(np.int64), return_inverse=True)
+    return np.array([class_weight.get(int(c), 1.0) for c in classes], dtype=np.float32)[index]
+
+
+def _describe(value):
+    shape = getattr(value, "shape", None)
+    return f"{type(value).__name__} of shape {tuple(shape)}" if shape is not None else f"{type(value).__name__}"

@@ -1,0 +1,82 @@
+"""What every layer promises, checked on every layer: backward never modifies its inputs."""
+
+import numpy as np
+import pytest
+
+import gpunn.backend as backend
+from gpunn import layers
+from gpunn.layers import (GRU, LSTM, Activation, AdditiveAttention, AveragePooling1D, AvgPool2D, BatchNormalization,
+                          Bidirectional, Conv1D, Conv2D, Dense, Dropout, Embedding, Flatten, GlobalAveragePooling1D,
+                          GlobalAveragePooling2D, LayerNormalization, MaxPool2D, MaxPooling1D, Maxout, MultiHeadAttention,
+                          PositionalEncoding, PReLU, Reshape, Residual, SimpleRNN, TimeDistributed, TransformerEncoder,
+                          ZeroPadding2D)
+
+IMAGES, SEQUENCES = (2, 2, 5, 5), (2, 6, 4)
+
+# (layer factory, shape of the input batch); "ids": a (2, 6) batch of token ids.
+CASES = {
+    "dense": (lambda: Dense(3, activation="tanh"), (4, 5)),
+    "activation": (lambda: Activation("softmax"), (4, 5)),
+    "dropout": (lambda: Dropout(0.5), (4, 5)),
+    "flatten": (lambda: Flatten(), (2, 3, 4)),
+    "reshape": (lambda: Reshape((4, -1)), (2, 3, 4)),
+    "prelu": (lambda: PReLU(alpha_initializer="random_uniform"), IMAGES),
+    "maxout": (lambda: Maxout(2), (4, 6)),
+    "conv2d": (lambda: Conv2D(3, 3, padding="same", activation="relu"), IMAGES),
+    "conv2d_channels_last": (lambda: Conv2D(3, 3, data_format="channels_last"), (2, 5, 5, 2)),
+    "conv1d": (lambda: Conv1D(3, 3, padding="causal"), SEQUENCES),
+    "max_pooling1d": (lambda: MaxPooling1D(2), SEQUENCES),
+    "average_pooling1d": (lambda: AveragePooling1D(2, padding="same"), SEQUENCES),
+    "zero_padding2d": (lambda: ZeroPadding2D(1), IMAGES),
+    "max_pool2d": (lambda: MaxPool2D(2, padding="same"), IMAGES),
+    "avg_pool2d": (lambda: AvgPool2D(2, padding="same"), IMAGES),
+    "global_average_pooling2d": (lambda: GlobalAveragePooling2D(), IMAGES),
+    "batch_normalization": (lambda: BatchNormalization(), (4, 3)),
+    "embedding": (lambda: Embedding(9, 4), "ids"),
+    "simple_rnn": (lambda: SimpleRNN(3, return_sequences=True), SEQUENCES),
+    "simple_rnn_state": (lambda: SimpleRNN(3, return_state=True), SEQUENCES),
+    "gru": (lambda: GRU(3, return_state=True), SEQUENCES),
+    "gru_reset_before": (lambda: GRU(3, reset_after=False, return_sequences=True), SEQUENCES),
+    "lstm": (lambda: LSTM(3, return_sequences=True), SEQUENCES),
+    "lstm_state": (lambda: LSTM(3, return_state=True), SEQUENCES),
+    "bidirectional": (lambda: Bidirectional(LSTM(3, return_sequences=True)), SEQUENCES),
+    "time_distributed": (lambda: TimeDistributed(Dense(2)), SEQUENCES),
+    "multi_head_attention": (lambda: MultiHeadAttention(2, 4, use_causal_mask=True), SEQUENCES),
+    "additive_attention": (lambda: AdditiveAttention(), SEQUENCES),
+    "layer_normalization": (lambda: LayerNormalization(), SEQUENCES),
+    "positional_encoding": (lambda: PositionalEncoding(), SEQUENCES),
+    "residual": (lambda: Residual([Dense(4), LayerNormalization()]), SEQUENCES),
+    "transformer_encoder": (lambda: TransformerEncoder(2, 4, 8, dropout=0.2), SEQUENCES),
+    "global_average_pooling1d": (lambda: GlobalAveragePooling1D(), SEQUENCES),
+}
+
+
+def test_cases_cover_every_layer():
+    used = {type(layer) for make, _ in CASES.values() for layer in [make(), *make().sublayers]}
+    every = {getattr(layers, name) for name in layers.__all__} - {layers.Layer}  # aliases are the same classes
+    assert {cls.__name__ for cls in every - used} == set()
+
+
+def read_only(a, xp):
+    """On the device; NumPy arrays are also made read-only, so a write raises where it happens."""
+    a = xp.asarray(a)
+    if xp is np:
+        a.flags.writeable = False
+    return a
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_backward_never_modifies_its_inputs(name, xp):
+    """forward(x) and backward(dy) with x, dy and the state gradients kept: nothing may write to them."""
+    make, shape = CASES[name]
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 9, (2, 6)) if shape == "ids" else rng.standard_normal(shape).astype(np.float32)
+    x = read_only(x, xp)
+    layer = make()
+    out = layer(x, training=True)
+    outs = out if isinstance(out, list) else [out]
+    dys = [read_only(rng.standard_normal(o.shape).astype(np.float32), xp) for o in outs]
+    kept = [backend.to_numpy(a).copy() for a in [x, *dys]]
+    layer.backward(dys if isinstance(out, list) else dys[0])
+    for before, after in zip(kept, [x, *dys]):
+        np.testing.assert_array_equal(before, backend.to_numpy(after))
