@@ -3,9 +3,10 @@
 // A .cu file is included after this header and compiled by a C++20 host compiler:
 // the CUDA keywords become plain C++, and a launch runs every thread of the grid.
 //   - threadIdx / blockIdx are per OS thread; blockDim / gridDim are set per launch.
-//   - Kernels that call __syncthreads() run one OS thread per CUDA thread of a block,
-//     the blocks one after another; __syncthreads() is a barrier of those threads, and
-//     __shared__ arrays (function statics) are shared by them, as on the GPU.
+//   - Kernels that call __syncthreads() run the threads of a block together, the blocks
+//     one after another: as fibers switched at each barrier (host_cuda_fibers.h, on
+//     x86-64), or else one OS thread per CUDA thread with a std::barrier. __shared__
+//     arrays (function statics) are shared by the threads of a block, as on the GPU.
 //   - Kernels without __syncthreads() run their threads one by one, which is the same
 //     result for any kernel whose threads write disjoint elements (all of gpunn's).
 // What this cannot show: speed, races between blocks, and what only the GPU compiler
@@ -32,11 +33,16 @@ struct dim3 {
 inline thread_local dim3 threadIdx, blockIdx;
 inline dim3 blockDim, gridDim;
 
+#if defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
+#define HOST_CUDA_FIBERS 1
+#include "host_cuda_fibers.h"
+inline void __syncthreads() { host_cuda::fibers::sync(); }
+#else
 namespace host_cuda {
 inline std::barrier<>* block_barrier = nullptr;
 }
-
 inline void __syncthreads() { host_cuda::block_barrier->arrive_and_wait(); }
+#endif
 
 inline float __int_as_float(int i) {
     float f;
@@ -67,6 +73,14 @@ void run_grid(dim3 grid, dim3 block, bool cooperative, F body) {
         }
         return;
     }
+#ifdef HOST_CUDA_FIBERS
+    for (unsigned long long b = 0; b < blocks; ++b) {
+        blockIdx = unflatten(b, grid);
+        fibers::run_block(threads, [](void* f) { (*static_cast<F*>(f))(); }, &body,
+                          [&](unsigned t) { threadIdx = unflatten(t, block); });
+    }
+    return;
+#else
     std::barrier<> sync(threads);
     block_barrier = &sync;
     std::vector<std::thread> pool;
@@ -81,6 +95,7 @@ void run_grid(dim3 grid, dim3 block, bool cooperative, F body) {
         });
     for (auto& th : pool) th.join();
     block_barrier = nullptr;
+#endif
 }
 
 template <typename A>

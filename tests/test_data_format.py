@@ -7,7 +7,7 @@ from gpunn import Sequential, config, load_model
 from gpunn.layers import (AveragePooling1D, AvgPool2D, BatchNormalization, Conv1D, Conv2D, Dense, Flatten,
                           GlobalAveragePooling2D, MaxPool2D, MaxPooling1D, ZeroPadding2D)
 from gpunn.utils import set_seed
-from tests.conftest import assert_gradcheck
+from tests.conftest import assert_gradcheck, dev, host
 
 rng = np.random.default_rng(11)
 
@@ -39,13 +39,14 @@ def test_channels_last_is_channels_first_transposed(name):
     first.build((3, 7, 6))
     last.build((7, 6, 3))
     last.set_weights(first.get_weights())
-    y = first.forward(x, training=True)
-    np.testing.assert_allclose(last.forward(to_last(x), training=True), to_last(y), rtol=1e-6)
+    y = host(first.forward(dev(x), training=True))
+    np.testing.assert_allclose(host(last.forward(dev(to_last(x)), training=True)), to_last(y), rtol=1e-6)
     assert last.compute_output_shape((7, 6, 3)) == to_last(y).shape[1:]
     dy = rng.standard_normal(y.shape).astype(np.float32)
-    np.testing.assert_allclose(last.backward(to_last(dy)), to_last(first.backward(dy)), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(host(last.backward(dev(to_last(dy)))), to_last(host(first.backward(dev(dy)))),
+                               rtol=1e-5, atol=1e-6)
     for key in first.grads:
-        np.testing.assert_allclose(last.grads[key], first.grads[key], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(host(last.grads[key]), host(first.grads[key]), rtol=1e-5, atol=1e-6)
     assert_gradcheck(IMAGE_LAYERS[name]("channels_last"), to_last(x))
 
 
@@ -67,9 +68,10 @@ def naive_conv1d(x, w, b, stride, dilation, pad_left, pad_right):
 def test_conv1d_is_the_course_formula(padding, strides, dilation, pads):
     x = rng.standard_normal((2, 9, 4))  # (N, L, C): steps, then features, as gpunn's sequences
     layer = Conv1D(5, 3, strides=strides, padding=padding, dilation_rate=dilation, bias_initializer="random_normal")
-    y = layer(x)
+    y = host(layer(x))
     assert layer.kernel.shape == (5, 4, 3) and layer.data_format == "channels_last"
-    expected = naive_conv1d(x.transpose(0, 2, 1), layer.kernel, layer.bias, strides, dilation, *pads)
+    kernel, bias = layer.get_weights()
+    expected = naive_conv1d(x.transpose(0, 2, 1), kernel, bias, strides, dilation, *pads)
     np.testing.assert_allclose(y, expected.transpose(0, 2, 1), rtol=1e-5, atol=1e-6)
     assert layer.compute_output_shape((9, 4)) == y.shape[1:]
     assert_gradcheck(Conv1D(2, 3, strides=strides, padding=padding, dilation_rate=dilation), x)
@@ -79,7 +81,7 @@ def test_conv1d_is_the_course_formula(padding, strides, dilation, pads):
 @pytest.mark.parametrize("layer", [lambda: MaxPooling1D(2), lambda: AveragePooling1D(3, strides=1, padding="same")])
 def test_pooling1d(layer):
     x = rng.standard_normal((2, 7, 3))
-    y = layer()(x)
+    y = host(layer()(x))
     if isinstance(layer(), MaxPooling1D):
         np.testing.assert_array_equal(y, np.maximum(x[:, 0:6:2], x[:, 1:7:2]))
     else:

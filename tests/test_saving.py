@@ -18,6 +18,7 @@ from gpunn.models import load_model
 from gpunn.regularizers import l2
 from gpunn.schedules import ExponentialDecay
 from gpunn.utils import set_seed
+from tests.conftest import dev, host
 
 rng = np.random.default_rng(8)
 
@@ -312,7 +313,7 @@ def test_optimizer_slots_saved_by_position_still_load(tmp_path):
     loaded = load_model(path)
     for key, slots in model.optimizer.slots.items():
         for name, value in slots.items():
-            np.testing.assert_array_equal(loaded.optimizer.slots[key][name], value)
+            np.testing.assert_array_equal(host(loaded.optimizer.slots[key][name]), host(value))
     arrays["optimizer/7/m"] = np.zeros(3)
     np.savez(path, **arrays)
     with pytest.raises(saving.ModelFileError, match="optimizer slot optimizer/7/m of shape \\(3,\\) matches no weight"):

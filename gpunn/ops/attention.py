@@ -117,13 +117,14 @@ def _mask_args(q, k, key_mask):
     return xp.ascontiguousarray(key_mask.astype(np.int8)), np.int32(1)
 
 
-ROWS_PER_BLOCK = 128
+ROWS_PER_BLOCK = 128  # at most; a short sequence gets fewer threads (whole warps of 32), none idle for nothing
 
 
 def _launch(name, rows, heads, args):
     """A 1-D grid of ``heads`` (= B*H) groups of row blocks, as the kernels expect."""
-    grid = (kernels.grid(rows, ROWS_PER_BLOCK) * heads,)
-    kernels.get_kernel("attention", name)(grid, (ROWS_PER_BLOCK,), args)
+    threads = min(ROWS_PER_BLOCK, 32 * kernels.grid(rows, 32))
+    grid = (kernels.grid(rows, threads) * heads,)
+    kernels.get_kernel("attention", name)(grid, (threads,), args)
 
 
 def attention_forward_gpu(q, k, v, key_mask=None, causal=False, scale=None):
