@@ -92,8 +92,9 @@ def image_model():
 # nearly 0 into a step of about lr either way, so the image model, whose col2im sums in another
 # order than the twin, compares with plain gradient descent.)
 MODELS = {
-    "sequence": (sequence_model, "adam", {"lstm_step_forward", "lstm_step_backward", "attention_forward",
-                                          "attention_backward_dq", "attention_backward_dkv", "adam_update"}),
+    "sequence": (sequence_model, "adam", {"embedding_backward", "lstm_step_forward", "lstm_step_backward",
+                                          "attention_forward", "attention_backward_dq", "attention_backward_dkv",
+                                          "adam_update"}),
     "image": (image_model, "sgd", {"im2col_forward_float", "col2im_backward_float", "sgd_update"}),
 }
 

@@ -4,6 +4,7 @@ import pytest
 from gpunn import Sequential
 from gpunn.layers import (GRU, LSTM, Activation, Bidirectional, Dense, Dropout, Embedding, SimpleRNN,
                           TimeDistributed)
+from gpunn.ops import embedding as embedding_ops
 from gpunn.ops import lstm as lstm_ops
 from gpunn.optimizers import Adam
 from gpunn.utils import set_seed
@@ -185,3 +186,17 @@ def test_char_rnn_example_learns_and_samples(tmp_path, capsys):
                              "--sample-length", "10"])
     assert set("".join(samples)) <= set(poem.read_text())
     assert "characters" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("vocab, n, dim", [(1, 7, 3), (50, 400, 33), (9, 1, 1), (300, 64, 16)])
+def test_embedding_kernel_matches_twin_and_is_deterministic(vocab, n, dim, kernel_device):
+    """Repeated ids add up, unused rows are 0 (the output starts as NaN), and two runs give the same bits."""
+    dev = kernel_device
+    ids = rng.integers(0, min(vocab, 5), n)  # few distinct ids: long runs of repeats, most rows unused
+    dy = rng.standard_normal((n, dim)).astype(np.float32)
+    grad = embedding_ops.embedding_backward_gpu(dev.asarray(ids), dev.asarray(dy), vocab)
+    expected = np.zeros((vocab, dim), np.float32)
+    np.add.at(expected, ids, dy)
+    np.testing.assert_allclose(dev.to_numpy(grad), expected, rtol=1e-5, atol=1e-5)
+    again = embedding_ops.embedding_backward_gpu(dev.asarray(ids), dev.asarray(dy), vocab)
+    np.testing.assert_array_equal(dev.to_numpy(again), dev.to_numpy(grad))

@@ -4,13 +4,15 @@ import numpy as np
 
 import gpunn.backend as backend
 from gpunn.layers.base import Layer, config_of
+from gpunn.ops.embedding import embedding_backward
 
 
 class Embedding(Layer):
     """Looks up row ``id`` of a (input_dim, output_dim) matrix E for every id.
 
     Forward:   y[b, t] = E[x[b, t]]                      (B, T) ids -> (B, T, output_dim)
-    Backward:  dE[v] = sum of dy[b, t] over every (b, t) with x[b, t] = v   (a scatter-add)
+    Backward:  dE[v] = sum of dy[b, t] over every (b, t) with x[b, t] = v   (a scatter-add;
+               on a GPU a kernel that sums each row in a fixed order: same bits every run)
 
     The ids are indices, not values: there is no gradient for the input.
 
@@ -56,10 +58,8 @@ class Embedding(Layer):
         return self.embeddings[self.ids]
 
     def backward(self, dy):
-        xp = backend.get_array_module(dy)
-        grad = xp.zeros_like(self.embeddings)
-        backend.scatter_add(grad, self.ids.ravel(), dy.reshape(-1, self.output_dim))
-        self.grads["embeddings"] = grad
+        self.grads["embeddings"] = embedding_backward(self.ids.ravel(), dy.reshape(-1, self.output_dim),
+                                                      self.input_dim)
         return None
 
     def get_config(self):
