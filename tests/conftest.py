@@ -143,8 +143,8 @@ def dev(a):
 
 
 def host(a):
-    """Back to a NumPy array for assertions, whatever the backend."""
-    return backend.to_numpy(a)
+    """A NumPy copy for assertions, whatever the backend (a copy: later training leaves it as it was)."""
+    return np.array(backend.to_numpy(a))
 
 
 def assert_gradcheck(target, x, y=None, tol=1e-6, **kwargs):
