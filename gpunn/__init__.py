@@ -6,13 +6,14 @@ NumPy (CPU) or CuPy (NVIDIA GPU) -- choose with GPUNN_BACKEND=auto|numpy|cupy.
     >>> import gpunn
     >>> from gpunn.layers import Dense
     >>> model = gpunn.Sequential([Dense(32, activation="relu", input_shape=(4,)), Dense(3, activation="softmax")])
+    >>> x = gpunn.Input(shape=(4,)); model = gpunn.Model(x, Dense(3, activation="softmax")(x))   # or a graph
 """
 
 __version__ = "0.1.0"
 
 from gpunn import activations, backend, callbacks, config, datasets, initializers, layers, losses, metrics, optimizers
 from gpunn import plotting, regularizers, saving, schedules, utils
-from gpunn.models import Sequential, load_model
+from gpunn.models import Input, Model, Sequential, load_model
 
-__all__ = ["Sequential", "load_model", "activations", "backend", "callbacks", "config", "datasets", "initializers",
+__all__ = ["Input", "Model", "Sequential", "load_model", "activations", "backend", "callbacks", "config", "datasets", "initializers",
            "layers", "losses", "metrics", "optimizers", "plotting", "regularizers", "saving", "schedules", "utils"]

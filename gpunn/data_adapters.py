@@ -2,8 +2,9 @@
 
 Whatever the data, the training loop sees one object with
 
-- ``batches()``: one epoch's batches, each ``(x, y, sample_weight)`` on the device and
-  checked (``y`` and ``sample_weight`` may be None);
+- ``batches()``: one epoch's batches, each ``(xs, ys, sample_weight)`` on the device and
+  checked: ``xs`` one array per model input, ``ys`` one per output (or None), in the
+  models' order whatever form the caller used (an array, a list, a dict by name);
 - ``steps``: batches per epoch (None for a generator read to its end);
 - ``size`` and ``unit``: what the progress bar counts (samples for arrays, batches otherwise);
 - ``ran_out``: whether a generator ended before the epoch did;
@@ -86,12 +87,33 @@ def split_validation(x, y, sample_weight, validation_split):
         raise ValueError("validation_split cuts arrays; with a generator or a PyDataset give validation_data=... instead")
     if not validation_split or x is None or y is None:  # nothing to cut (missing data is reported later)
         return (x, y, sample_weight), None
-    split = int(len(x) * (1 - validation_split))
-    if split == 0 or split == len(x):
+    n = _length(x)
+    split = int(n * (1 - validation_split))
+    if split == 0 or split == n:
         raise ValueError(f"validation_split={validation_split} leaves no samples for training or validation out of "
-                         f"{len(x)}")
-    w, w_val = (None, None) if sample_weight is None else (sample_weight[:split], sample_weight[split:])
-    return (x[:split], y[:split], w), (x[split:], y[split:], w_val)
+                         f"{n}")
+    train, val = slice(None, split), slice(split, None)
+    return tuple(_cut(a, train) for a in (x, y, sample_weight)), tuple(_cut(a, val) for a in (x, y, sample_weight))
+
+
+def _length(data):
+    """The number of samples of an array, or of the first array of a list or dict of them."""
+    if isinstance(data, dict):
+        return _length(next(iter(data.values())))
+    if isinstance(data, (list, tuple)) and data and hasattr(data[0], "shape"):
+        return len(data[0])
+    return len(data)
+
+
+def _cut(data, rows):
+    """The same rows of an array, or of every array of a list or dict of them (None stays None)."""
+    if data is None:
+        return None
+    if isinstance(data, dict):
+        return {k: _cut(v, rows) for k, v in data.items()}
+    if isinstance(data, (list, tuple)) and data and all(v is None or hasattr(v, "shape") for v in data):
+        return [_cut(v, rows) for v in data]
+    return data[rows]
 
 
 def unpack_validation(validation_data):
@@ -111,22 +133,25 @@ class ArrayBatches:
     ran_out = False
 
     def __init__(self, model, x, y, sample_weight, class_weight, batch_size, shuffle, steps, steps_name, what):
-        x, y = model._check_data(x, y, what)
-        w = sample_weights(sample_weight, class_weight, y, len(x), what)
-        self.slices = batch_slices(len(x), batch_size)
+        xs, ys = model._check_data(x, y, what)
+        n = len(xs[0])
+        w = sample_weights(sample_weight, class_weight, ys, n, what)
+        self.slices = batch_slices(n, batch_size)
         if steps is not None:
             if steps > len(self.slices):
                 raise ValueError(f"{steps_name}={steps}, but {what} makes {len(self.slices)} batches of {batch_size} "
                                  f"samples")
             self.slices = self.slices[:steps]
-        self.steps, self.size, self.n, self.shuffle = len(self.slices), self.slices[-1].stop, len(x), shuffle
-        self.arrays = [None if a is None else backend.to_device(a) for a in (x, y, w)]
+        self.steps, self.size, self.n, self.shuffle = len(self.slices), self.slices[-1].stop, n, shuffle
+        self.xs, self.ys, self.w = _on_device(xs), _on_device(ys), None if w is None else backend.to_device(w)
 
     def batches(self):
         order = backend.permutation(self.n) if self.shuffle else None
         for s in self.slices:
             rows = s if order is None else order[s]
-            yield tuple(None if a is None else a[rows] for a in self.arrays)
+            yield ([a[rows] for a in self.xs], None if self.ys is None else [None if a is None else a[rows] for a in
+                                                                              self.ys],
+                   None if self.w is None else self.w[rows])
 
     def on_epoch_end(self):
         pass
@@ -194,18 +219,25 @@ def _prepare(model, batch, class_weight, what, targets):
                          f"{_describe(batch)}")
     if targets and y is None:
         raise ValueError(f"{what}: the batch has no targets y; fit and evaluate need batches (x, y)")
-    x, y = model._check_data(x, y if targets else None, what)
-    w = sample_weights(w, class_weight, y, len(x), what) if targets else None
-    return tuple(None if a is None else backend.to_device(a) for a in (x, y, w))
+    xs, ys = model._check_data(x, y if targets else None, what)
+    w = sample_weights(w, class_weight, ys, len(xs[0]), what) if targets else None
+    return _on_device(xs), _on_device(ys), None if w is None else backend.to_device(w)
 
 
-def sample_weights(sample_weight, class_weight, y, n, what):
+def _on_device(arrays):
+    return None if arrays is None else [None if a is None else backend.to_device(a) for a in arrays]
+
+
+def sample_weights(sample_weight, class_weight, ys, n, what):
     """One weight per sample, from ``sample_weight`` or ``class_weight`` (None when neither is given)."""
     if sample_weight is not None and class_weight is not None:
         raise ValueError(f"{what}: give sample_weight or class_weight, not both (as in Keras); to combine them, "
                          f"multiply each sample's class weight into sample_weight")
     if class_weight is not None:
-        return class_weights(y, class_weight, what)
+        if len(ys) != 1:
+            raise ValueError(f"{what}: class_weight weighs the classes of one output; this model has {len(ys)} "
+                             f"outputs (weigh their samples with sample_weight)")
+        return class_weights(ys[0], class_weight, what)
     if sample_weight is None:
         return None
     xp = backend.get_array_module(sample_weight)

@@ -3,8 +3,9 @@
 A gpunn file is a NumPy ``.npz`` archive (a zip of ``.npy`` arrays) holding
 
 - ``__gpunn__``: a JSON header, stored as bytes -- the format and its version,
-  the architecture (each layer's class and ``get_config()``), the compile
-  settings, the epoch counter and the optimizer's step counter;
+  the architecture (the model's class and ``get_config()``: a Sequential's
+  layers, or a graph model's layers and calls, see :mod:`gpunn.models.serial`),
+  the compile settings, the epoch counter and the optimizer's step counter;
 - ``weights/<layer>/<weight>``: every weight, as a plain array;
 - ``optimizer/<layer>/<weight>/<slot>``: the optimizer's running averages, when
   saved, under the name of the weight they belong to (frozen layers' too).
@@ -34,7 +35,7 @@ import gpunn.backend as backend
 from gpunn import layers as layers_module
 from gpunn import optimizers
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the model's class is named (Sequential or Model); 1: always a Sequential
 HEADER = "__gpunn__"
 
 _custom_layers = {}
@@ -56,8 +57,11 @@ def register_layer(cls):
 
 
 def layer_classes():
-    """Every class a file may name: gpunn's layers and the registered ones."""
+    """Every class a file may name: gpunn's layers, models (a model may be a layer of another) and the registered ones."""
+    from gpunn import models
+
     builtin = {name: getattr(layers_module, name) for name in layers_module.__all__}
+    builtin.update({cls.__name__: cls for cls in (models.InputLayer, models.Model, models.Sequential)})
     return {**builtin, **_custom_layers}
 
 
@@ -84,16 +88,17 @@ def save_model(model, path, include_optimizer=True):
     header = {
         "format": "gpunn-model",
         "format_version": FORMAT_VERSION,
-        "model": model.get_config(),
-        "input_shape": list(model.input_shape),
+        "model": {"class_name": type(model).__name__, "config": model.get_config()},
+        "input_shape": _jsonable(model.input_shape),
         "epoch": model.epoch,
         "weight_layers": _weight_layers(model),
         "compile": None,
     }
     arrays = _weight_arrays(model)
-    if model.loss is not None:
-        header["compile"] = {"optimizer": model.optimizer.get_config(), "loss": model.loss.name,
-                             "metrics": [m if isinstance(m, str) else m.name for m in model._metric_specs]}
+    if model._compile_args is not None:
+        loss, metrics, loss_weights = model._compile_args
+        header["compile"] = {"optimizer": model.optimizer.get_config(), "loss": _names(loss),
+                             "metrics": _names(metrics), "loss_weights": loss_weights}
         if include_optimizer:
             header["optimizer_iterations"] = model.optimizer.iterations
             for key, slots in model.optimizer.slots.items():
@@ -108,6 +113,19 @@ def save_weights(model, path):
         model.build()
     _write(path, {"format": "gpunn-weights", "format_version": FORMAT_VERSION, "weight_layers": _weight_layers(model)},
            _weight_arrays(model))
+
+
+def _names(spec):
+    """A loss or metric setting (names, objects, lists or dicts of them) as JSON: objects by their name."""
+    if isinstance(spec, dict):
+        return {k: _names(v) for k, v in spec.items()}
+    if isinstance(spec, (list, tuple)):
+        return [_names(v) for v in spec]
+    return spec if spec is None or isinstance(spec, str) else spec.name
+
+
+def _jsonable(shape):
+    return [_jsonable(s) for s in shape] if isinstance(shape, list) else list(shape)
 
 
 def _weight_layers(model):
@@ -197,16 +215,26 @@ def _read(path, formats):
 
 def load_model(path, compile=True):
     """Rebuild the model saved at ``path`` on the current backend, compiled again if it was compiled."""
-    from gpunn.models import Sequential
+    from gpunn.models import Model, Sequential
 
     header, arrays = _read(path, ("gpunn-model",))
-    model = Sequential.from_config(header["model"])
-    model.build(tuple(header["input_shape"]))
+    entry = header["model"] if header["format_version"] >= 2 else {"class_name": "Sequential", "config": header["model"]}
+    classes = {"Sequential": Sequential, "Model": Model}
+    if entry.get("class_name") not in classes:
+        raise ModelFileError(f"{path} holds a model of class {entry.get('class_name')!r}; gpunn reads "
+                             f"{' and '.join(classes)}")
+    try:
+        model = classes[entry["class_name"]].from_config(entry["config"])
+    except (TypeError, ValueError, KeyError) as e:
+        raise ModelFileError(f"{path}: the saved architecture could not be rebuilt: {e}") from None
+    if isinstance(model, Sequential):
+        model.build(tuple(header["input_shape"]))
     _set_weights(model, header, arrays, path)
     model.epoch = int(header.get("epoch", 0))
     settings = header.get("compile")
     if compile and settings:
-        model.compile(optimizers.get(settings["optimizer"]), settings["loss"], settings["metrics"])
+        model.compile(optimizers.get(settings["optimizer"]), settings["loss"], settings["metrics"],
+                      settings.get("loss_weights"))
         if "optimizer_iterations" in header:
             _set_optimizer_state(model, header["optimizer_iterations"], arrays, path)
     return model
@@ -247,9 +275,8 @@ def _set_optimizer_state(model, iterations, arrays, path):
 
     Files from before names were used key slots by position among the trainable weights ('optimizer/0/m').
     """
-    weights = {f"{layer.name}/{key}": getattr(owner, n) for layer in model.layers
-               for key, (owner, n) in zip(layer.weight_keys(), layer.weight_refs())}
-    by_position = model.trainable_keys()
+    weights = {key: getattr(owner, n) for key, (owner, n) in zip(model.weight_keys(), model.weight_refs())}
+    by_position = model.trainable_keys
     slots = {}
     for entry, value in arrays.items():
         if entry.startswith("optimizer/"):

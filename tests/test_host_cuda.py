@@ -110,7 +110,7 @@ def train_two_steps(make, optimizer):
     model.build(input_shape)
     model.compile(optimizer, "sparse_categorical_crossentropy")
     losses = [float(model.train_step(x, y)[0])]
-    grads = [g.copy() for g in model.trainable_grads()]
+    grads = [g.copy() for g in model.trainable_grads]
     losses.append(float(model.train_step(x, y)[0]))
     return losses, grads, model.get_weights()
 

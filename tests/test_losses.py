@@ -22,7 +22,7 @@ def test_loss_through_model_gradcheck(loss):
     activation = losses.get(loss).fuses_with
     model = Sequential([Dense(4, activation="tanh", input_shape=(5,)), Dense(3, activation=activation)])
     model.compile("sgd", loss)
-    assert (model._fused_activation is not None) == (activation is not None)
+    assert (model.heads[0].fused is not None) == (activation is not None)
     assert_gradcheck(model, rng.standard_normal((6, 5)), TARGETS[loss](6))
 
 

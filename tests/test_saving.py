@@ -189,7 +189,7 @@ def test_bad_files_get_clear_errors(tmp_path):
     with pytest.raises(saving.ModelFileError, match="newer gpunn \\(file format 99\\).*upgrade"):
         load_model(path)
     path.write_bytes(good)
-    rewrite_header(path, lambda h: h["model"]["layers"][0].update(class_name="Mystery"))
+    rewrite_header(path, lambda h: h["model"]["config"]["layers"][0].update(class_name="Mystery"))
     with pytest.raises(saving.ModelFileError, match="Unknown layer class 'Mystery'.*register_layer"):
         load_model(path)
 
@@ -306,7 +306,7 @@ def test_optimizer_slots_saved_by_position_still_load(tmp_path):
     model.save(path)
     with np.load(path) as archive:
         arrays = {k: archive[k] for k in archive.files}
-    keys = model.trainable_keys()
+    keys = model.trainable_keys
     arrays = {(f"optimizer/{keys.index(k.removeprefix('optimizer/').rsplit('/', 1)[0])}/{k.rsplit('/', 1)[1]}"
                if k.startswith("optimizer/") else k): v for k, v in arrays.items()}
     np.savez(path, **arrays)

@@ -27,6 +27,12 @@ from gpunn import initializers, regularizers
 _name_counters = defaultdict(itertools.count)
 
 
+def unique_name(base):
+    """'dense', then 'dense_1', 'dense_2'...: Keras's default names, one counter per base name."""
+    count = next(_name_counters[base])
+    return base if count == 0 else f"{base}_{count}"
+
+
 def _snake_case(name):
     """Keras's default layer names: 'Conv2D' -> 'conv2d', 'SimpleRNN' -> 'simple_rnn'."""
     return re.sub(r"(?<=[a-z])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower()
@@ -52,11 +58,7 @@ class Layer:
                 raise ValueError(f"{type(self).__name__}: give input_shape or input_dim, not both; received "
                                  f"input_shape={input_shape!r} and input_dim={input_dim!r}")
             input_shape = (input_dim,)
-        if name is None:
-            base = _snake_case(type(self).__name__)
-            count = next(_name_counters[base])
-            name = base if count == 0 else f"{base}_{count}"
-        self.name = name
+        self.name = unique_name(_snake_case(type(self).__name__)) if name is None else name
         self.trainable = trainable
         self.input_shape = None if input_shape is None else tuple(int(d) for d in np.atleast_1d(input_shape))
         self.built = False
@@ -66,6 +68,7 @@ class Layer:
         self.sublayers = []
         self.regularizers = {}
         self.grads = {}
+        self.inbound_nodes = []  # the calls of this layer in functional graphs (gpunn.models.graph)
 
     # --- lifecycle -------------------------------------------------------------
     def build(self, input_shape):
@@ -90,16 +93,57 @@ class Layer:
         forward pass: a check reads the values back from the device, which would make
         the GPU wait at every step."""
 
-    def __call__(self, x, training=False):
-        """Run the layer on a batch, building it first if needed (``layer(x)`` as in Keras).
+    def __call__(self, *args, training=False, **kwargs):
+        """``layer(x)`` as in Keras: on arrays, build the layer if needed and run it; on symbolic tensors
+        (from ``gpunn.Input``), record the call in a graph for ``gpunn.Model`` (see gpunn.models.graph).
 
         Host data (a NumPy array, a list) is moved to the backend first, as Keras converts
         its inputs; ``forward`` itself takes arrays already on the backend."""
-        x = on_backend(x)
+        from gpunn.models import graph  # the graph needs the layers: imported when first called
+
+        if graph.is_symbolic((args, kwargs)):
+            return graph.call_symbolic(self, args, kwargs)
+        arguments = {name: on_backend(value) for name, value in graph.bind(self, args, kwargs).items()}
         if not self.built:
-            self.build(tuple(x.shape[1:]))
-        self.validate_input(x)
-        return self.forward(x, training=training)
+            self.build_for(shapes_of(arguments))
+        self.validate_input(next(iter(arguments.values())))
+        return self.forward(**arguments, training=training)
+
+    # --- calls in a graph: several arguments, several outputs ---------------------------------------
+    # A call's arguments are named after the parameters of ``forward`` (``x``; ``inputs`` for a merge
+    # layer; ``query``, ``value``... for attention), in shapes for these hooks, in arrays for forward.
+
+    def build_for(self, shapes):
+        """Build for a call whose arguments have these sample shapes; by default for the first argument's."""
+        self.build(next(iter(shapes.values())))
+
+    def output_shape_for(self, shapes):
+        """The sample shape a call returns (a list of them for several outputs); by default from the first argument."""
+        return self.compute_output_shape(next(iter(shapes.values())))
+
+    def backward_call(self, dy, arguments):
+        """{argument name: its gradient} for one call (``dy``: a list for several outputs). By default
+        :meth:`backward` gives the first argument's; layers with several tensor arguments say more."""
+        return {next(iter(arguments)): self.backward(dy)}
+
+    @property
+    def output(self):
+        """The symbolic output of this layer's one call in a graph (Keras's ``layer.output``)."""
+        outputs = self._only_call("output").outputs
+        return outputs[0] if len(outputs) == 1 else outputs
+
+    @property
+    def input(self):
+        """The symbolic input of this layer's one call in a graph (Keras's ``layer.input``)."""
+        inputs = self._only_call("input").inputs
+        return inputs[0] if len(inputs) == 1 else inputs
+
+    def _only_call(self, what):
+        if len(self.inbound_nodes) != 1:
+            fix = "call it on an Input first" if not self.inbound_nodes else "keep the tensors its calls returned"
+            raise AttributeError(f"Layer '{self.name}' has {len(self.inbound_nodes)} calls in graphs, so "
+                                 f"layer.{what} is not one tensor: {fix}")
+        return self.inbound_nodes[0]
 
     # --- weights ---------------------------------------------------------------
     def add_weight(self, name, shape, initializer="zeros", regularizer=None, trainable=True, dtype=np.float32):
@@ -207,8 +251,28 @@ class Layer:
 
 
 def on_backend(x):
-    """``x`` on the active backend: host data (a NumPy array, a list) is moved there; None stays None."""
-    return x if x is None or backend.get_array_module(x) is not np else backend.to_device(x)
+    """A call's argument on the active backend: NumPy arrays and lists of numbers are moved there, lists of
+    arrays array by array; device arrays, and anything else (None, True, 'causal'), stay as they are."""
+    if isinstance(x, np.ndarray):
+        return backend.to_device(x)
+    if isinstance(x, (list, tuple)) and x:
+        if all(v is None or hasattr(v, "shape") for v in x):
+            return type(x)(on_backend(v) for v in x)
+        if all(isinstance(v, (int, float, list, tuple, np.number)) for v in x):
+            return backend.to_device(np.asarray(x))
+    return x
+
+
+def shapes_of(arguments):
+    """A call's arguments with each array replaced by the shape of one sample (``shape[1:]``)."""
+    def shape(value):
+        if hasattr(value, "shape") and not isinstance(value, np.generic):
+            return tuple(value.shape[1:])
+        if isinstance(value, (list, tuple)):
+            return [shape(v) for v in value]
+        return value
+
+    return {name: shape(value) for name, value in arguments.items()}
 
 
 def host_copy(a):

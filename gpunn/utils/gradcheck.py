@@ -21,7 +21,7 @@ def gradcheck(target, x, y=None, eps=1e-5, training=True, seed=0):
     """Check the backward pass of a layer or a model against centered differences.
 
     Args:
-        target: a built or unbuilt layer, or a Sequential model.
+        target: a built or unbuilt layer, or a model (Sequential or Model; one input).
         x: an input batch.
         y: targets: the model's compiled loss is then J. Without y, J = sum(output * R)
             for a fixed random R, which checks every path through the layer.
@@ -34,19 +34,19 @@ def gradcheck(target, x, y=None, eps=1e-5, training=True, seed=0):
     Returns:
         ``{'<layer>/<weight>': difference, ..., 'input': difference}``.
     """
-    from gpunn.models import Sequential
+    from gpunn.models import Model
 
     target = copy.deepcopy(target)
-    is_model = isinstance(target, Sequential)
+    is_model = isinstance(target, Model)
     x = backend.to_device(np.asarray(backend.to_numpy(x)))
     if x.dtype.kind == "f":
         x = x.astype(np.float64)
     if is_model:
         if not target.built:
             target.build(tuple(x.shape[1:]))
-        layers = target.layers
+        layers = target.sublayers
         if y is not None:
-            if target.loss is None:
+            if target._compile_args is None:
                 raise ValueError("gradcheck with y needs a compiled model (its loss defines J)")
             y = backend.to_device(np.asarray(backend.to_numpy(y)))
             if y.dtype.kind == "f":

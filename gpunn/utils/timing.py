@@ -40,41 +40,60 @@ def profile_layers(model, x, y, warmup=2, repeat=10):
     """Where one training step of a compiled ``model`` spends its time, layer by layer.
 
     Runs the step as ``fit`` does -- forward with ``training=True``, the loss, its
-    gradient, backward (without dL/dx of the data) -- timing every piece separately, ``repeat`` times after
-    ``warmup`` steps. Weights are not updated. Returns one dict per row, forward
-    order, with the median milliseconds: ``{"layer", "type", "output_shape",
-    "forward_ms", "backward_ms"}``; the loss is the last row.
+    gradient, backward (without dL/dx of the data) -- with every layer's forward and
+    backward timed on their own, ``repeat`` times after ``warmup`` steps. Weights are not
+    updated. Returns one dict per layer, in the order the graph runs them, with the median
+    milliseconds: ``{"layer", "type", "output_shape", "forward_ms", "backward_ms"}``; the
+    loss is the last row. (A layer called several times counts all its calls.)
     """
-    if model.loss is None:
+    if model._compile_args is None:
         raise RuntimeError("profile_layers times the loss too: call model.compile(optimizer=..., loss=...) first")
-    x, y = model._check_data(x, y)
-    x, y = backend.to_device(x), backend.to_device(y)
-    model.layers[0].needs_input_grad = False  # as in train_step: nothing uses dL/dx of the data
-    names = [layer.name for layer in model.layers] + ["loss"]
-    forward = {name: [] for name in names}
-    backward = {name: [] for name in names}
+    xs, ys = model._check_data(x, y)
+    xs, ys = [backend.to_device(a) for a in xs], [backend.to_device(a) for a in ys]
+    layers = model.sublayers
+    times = {layer.name: {"forward": [0.0], "backward": [0.0]} for layer in layers + [_LOSS]}
     shapes = {}
-    for step in range(warmup + repeat):
-        keep = step >= warmup
-        a = x
-        for layer in model.layers:
-            a, seconds = elapsed(lambda: layer.forward(a, training=True))
-            shapes[layer.name] = tuple(a.shape)
-            if keep:
-                forward[layer.name].append(seconds)
-        _, seconds = elapsed(lambda: model.compute_loss(a, y))
-        da, seconds_grad = elapsed(model.loss_gradient)
-        if keep:
-            forward["loss"].append(seconds)
-            backward["loss"].append(seconds_grad)
-        for layer in reversed(model.layers):
-            da, seconds = elapsed(lambda: layer.backward(da))
-            if keep:
-                backward[layer.name].append(seconds)
-    types = {layer.name: type(layer).__name__ for layer in model.layers}
-    return [{"layer": name, "type": types.get(name, model.loss.name), "output_shape": shapes.get(name, ()),
-             "forward_ms": 1e3 * statistics.median(forward[name]),
-             "backward_ms": 1e3 * statistics.median(backward[name])} for name in names]
+
+    def timed(layer, what, method):
+        def run(*args, **kwargs):
+            result, seconds = elapsed(lambda: method(*args, **kwargs))
+            times[layer.name][what][-1] += seconds
+            if what == "forward":
+                shapes[layer.name] = tuple(getattr(result, "shape", ()))
+            return result
+        return run
+
+    for layer in layers:  # instance attributes, in front of the class's methods while profiling
+        layer.forward, layer.backward_call = timed(layer, "forward", layer.forward), \
+            timed(layer, "backward", layer.backward_call)
+    model.needs_input_grad = False  # as in train_step: nothing uses dL/dx of the data
+    try:
+        for _ in range(warmup + repeat):
+            for entry in times.values():
+                entry["forward"].append(0.0)
+                entry["backward"].append(0.0)
+            y_pred = model.forward(xs, training=True)
+            _, seconds = elapsed(lambda: model.compute_loss(y_pred, ys))
+            dy, seconds_grad = elapsed(model.loss_gradient)
+            times[_LOSS.name]["forward"][-1], times[_LOSS.name]["backward"][-1] = seconds, seconds_grad
+            model._backward(dy)
+    finally:
+        model.needs_input_grad = True
+        for layer in layers:
+            del layer.forward, layer.backward_call
+    loss_names = ", ".join(head.loss.name for head in model.heads if head.loss is not None)
+    return [{"layer": layer.name, "type": loss_names if layer is _LOSS else type(layer).__name__,
+             "output_shape": shapes.get(layer.name, ()),
+             "forward_ms": 1e3 * statistics.median(times[layer.name]["forward"][warmup + 1:]),
+             "backward_ms": 1e3 * statistics.median(times[layer.name]["backward"][warmup + 1:])}
+            for layer in layers + [_LOSS]]
+
+
+class _Loss:
+    name = "loss"
+
+
+_LOSS = _Loss()
 
 
 def format_profile(rows):
