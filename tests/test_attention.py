@@ -5,7 +5,7 @@ import gpunn.backend as backend
 from gpunn import Sequential
 from gpunn.layers import (AdditiveAttention, Dense, GlobalAveragePooling1D, LayerNormalization, MultiHeadAttention,
                           PositionalEncoding, Residual, TransformerEncoder)
-from gpunn.layers.attention import sinusoidal_encoding
+from gpunn.layers.transformer import sinusoidal_encoding
 from gpunn.ops import attention as ops
 from tests.conftest import assert_gradcheck, dev, host
 

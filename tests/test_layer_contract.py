@@ -5,15 +5,17 @@ import pytest
 
 import gpunn.backend as backend
 from gpunn import layers
-from gpunn.layers import (GRU, LSTM, Activation, AdditiveAttention, AveragePooling1D, AvgPool2D, BatchNormalization,
-                          Bidirectional, Conv1D, Conv2D, Dense, Dropout, Embedding, Flatten, GlobalAveragePooling1D,
+from gpunn.layers import (GRU, LSTM, Activation, Add, AdditiveAttention, Average, AveragePooling1D, AvgPool2D,
+                          BatchNormalization, Bidirectional, Concatenate, Conv1D, Conv2D, Dense, Dot, Dropout,
+                          Embedding, Flatten, GlobalAveragePooling1D, Maximum, Minimum, Multiply, Subtract,
                           GlobalAveragePooling2D, LayerNormalization, MaxPool2D, MaxPooling1D, Maxout, MultiHeadAttention,
                           PositionalEncoding, PReLU, Reshape, Residual, SimpleRNN, TimeDistributed, TransformerEncoder,
                           ZeroPadding2D)
 
 IMAGES, SEQUENCES = (2, 2, 5, 5), (2, 6, 4)
 
-# (layer factory, shape of the input batch); "ids": a (2, 6) batch of token ids.
+# (layer factory, shape of the input batch); "ids": a (2, 6) batch of token ids; a list of shapes: a merge
+# layer's list of inputs.
 CASES = {
     "dense": (lambda: Dense(3, activation="tanh"), (4, 5)),
     "activation": (lambda: Activation("softmax"), (4, 5)),
@@ -48,6 +50,14 @@ CASES = {
     "residual": (lambda: Residual([Dense(4), LayerNormalization()]), SEQUENCES),
     "transformer_encoder": (lambda: TransformerEncoder(2, 4, 8, dropout=0.2), SEQUENCES),
     "global_average_pooling1d": (lambda: GlobalAveragePooling1D(), SEQUENCES),
+    "add": (lambda: Add(), [(4, 3), (4, 1), (4, 3)]),
+    "subtract": (lambda: Subtract(), [(4, 3), (4, 3)]),
+    "multiply": (lambda: Multiply(), [(4, 3), (4, 3)]),
+    "average": (lambda: Average(), [(4, 3), (4, 3)]),
+    "maximum": (lambda: Maximum(), [(4, 3), (4, 3)]),
+    "minimum": (lambda: Minimum(), [(4, 3), (4, 3)]),
+    "concatenate": (lambda: Concatenate(axis=1), [SEQUENCES, (2, 3, 4)]),
+    "dot": (lambda: Dot(axes=2, normalize=True), [SEQUENCES, (2, 5, 4)]),
 }
 
 
@@ -70,13 +80,28 @@ def test_backward_never_modifies_its_inputs(name, xp):
     """forward(x) and backward(dy) with x, dy and the state gradients kept: nothing may write to them."""
     make, shape = CASES[name]
     rng = np.random.default_rng(0)
-    x = rng.integers(0, 9, (2, 6)) if shape == "ids" else rng.standard_normal(shape).astype(np.float32)
-    x = read_only(x, xp)
+    if shape == "ids":
+        xs = [rng.integers(0, 9, (2, 6))]
+    else:
+        xs = [rng.standard_normal(s).astype(np.float32) for s in (shape if isinstance(shape, list) else [shape])]
+    xs = [read_only(a, xp) for a in xs]
     layer = make()
-    out = layer(x, training=True)
+    out = layer(xs if isinstance(shape, list) else xs[0], training=True)
     outs = out if isinstance(out, list) else [out]
     dys = [read_only(rng.standard_normal(o.shape).astype(np.float32), xp) for o in outs]
-    kept = [backend.to_numpy(a).copy() for a in [x, *dys]]
+    kept = [backend.to_numpy(a).copy() for a in [*xs, *dys]]
     layer.backward(dys if isinstance(out, list) else dys[0])
-    for before, after in zip(kept, [x, *dys]):
+    for before, after in zip(kept, [*xs, *dys]):
+        np.testing.assert_array_equal(before, backend.to_numpy(after))
+
+
+def test_initial_state_gradients_leave_their_inputs_alone(xp):
+    rng = np.random.default_rng(1)
+    x, h0, c0 = (read_only(rng.standard_normal(s).astype(np.float32), xp) for s in (SEQUENCES, (2, 3), (2, 3)))
+    layer = LSTM(3, return_sequences=True)
+    y = layer(x, initial_state=[h0, c0])
+    dy = read_only(rng.standard_normal(y.shape).astype(np.float32), xp)
+    kept = [backend.to_numpy(a).copy() for a in (x, h0, c0, dy)]
+    layer.backward_call(dy, {"x": x, "initial_state": [h0, c0]})
+    for before, after in zip(kept, (x, h0, c0, dy)):
         np.testing.assert_array_equal(before, backend.to_numpy(after))

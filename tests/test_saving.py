@@ -61,11 +61,39 @@ def trained(name, optimizer="adam"):
     return model, x, y
 
 
+def merging_graph():
+    """Every merge layer in one graph model (they take several inputs, so no Sequential can hold them)."""
+    from gpunn import Input, Model
+
+    a, b = Input((4,), name="a"), Input((4,), name="b")
+    ha, hb = Dense(4, activation="tanh", name="ha")(a), Dense(4, name="hb")(b)
+    merged = [layers.Add()([ha, hb]), layers.Subtract()([ha, hb]), layers.Multiply()([ha, hb]),
+              layers.Average()([ha, hb]), layers.Maximum()([ha, hb]), layers.Minimum()([ha, hb]),
+              layers.Dot(axes=1, normalize=True)([ha, hb])]
+    out = Dense(3, activation="softmax", name="out")(layers.Concatenate()(merged))
+    return Model([a, b], out, name="merging")
+
+
 def test_round_trips_cover_every_layer():
     used = {type(layer).__name__ for f in MODELS.values() for top in f() for layer in [top, *top.sublayers]}
+    used |= {type(layer).__name__ for layer in merging_graph().layers}
     every = {name for name in layers.__all__ if name != "Layer"}
     aliases = {"MaxPooling2D", "AveragePooling2D", "Convolution2D", "Convolution1D", "MaxPool1D", "AvgPool1D"}
     assert every - aliases - used == set()
+
+
+def test_graph_model_with_every_merge_layer_round_trips(tmp_path):
+    set_seed(0)
+    model = merging_graph()
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    x = [rng.random((16, 4), dtype=np.float32), rng.random((16, 4), dtype=np.float32)]
+    y = rng.integers(0, 3, 16)
+    model.fit(x, y, batch_size=8, epochs=2, verbose=0)
+    model.save(tmp_path / "graph.npz")
+    loaded = load_model(tmp_path / "graph.npz")
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+    assert loaded.get_config() == model.get_config()
+    assert loaded.evaluate(x, y) == model.evaluate(x, y)
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))

@@ -1,85 +1,16 @@
-"""Attention and the Transformer encoder. Sequences are (batch, time, features)."""
+"""Attention layers: MultiHeadAttention (scaled dot-product, on the fused kernel) and AdditiveAttention.
+
+Sequences are (batch, time, features). The Transformer's other blocks are in :mod:`gpunn.layers.transformer`.
+"""
 
 import math
 
 import numpy as np
 
 import gpunn.backend as backend
-from gpunn.layers.base import Layer, as_layer, check_rank, layer_config, on_backend
-from gpunn.layers.core import Dense, Dropout
+from gpunn.layers.base import Layer, check_rank
+from gpunn.layers.core import Dropout
 from gpunn.ops.attention import attention_backward, attention_forward, probabilities
-
-
-class LayerNormalization(Layer):
-    """Normalize each example's features (the last axis), then scale and shift.
-
-    Forward (over the n features of one position):
-        mu = mean(x), var = mean((x - mu)^2), x_hat = (x - mu) / sqrt(var + eps), y = gamma x_hat + beta
-    Backward, with dx_hat = dy * gamma:
-        dx = (n dx_hat - sum(dx_hat) - x_hat sum(dx_hat x_hat)) / (n sqrt(var + eps))
-
-    Unlike BatchNormalization it does not look across the batch, so it behaves the
-    same in training and at inference -- what Transformers use.
-    """
-
-    def __init__(self, epsilon=1e-3, **kwargs):
-        super().__init__(**kwargs)
-        if epsilon <= 0:
-            raise ValueError(f"Layer '{self.name}': epsilon must be positive; received epsilon={epsilon!r}")
-        self.epsilon = float(epsilon)
-
-    def build(self, input_shape):
-        super().build(input_shape)
-        self.add_weight("gamma", (input_shape[-1],), "ones")
-        self.add_weight("beta", (input_shape[-1],), "zeros")
-
-    def forward(self, x, training=False):
-        xp = backend.get_array_module(x)
-        mu = x.mean(axis=-1, keepdims=True)
-        self.inv_std = 1.0 / xp.sqrt(x.var(axis=-1, keepdims=True) + self.epsilon)
-        self.x_hat = (x - mu) * self.inv_std
-        return self.gamma * self.x_hat + self.beta
-
-    def backward(self, dy):
-        axes = tuple(range(dy.ndim - 1))
-        self.grads["gamma"] = (dy * self.x_hat).sum(axis=axes)
-        self.grads["beta"] = dy.sum(axis=axes)
-        dx_hat = dy * self.gamma
-        n = dy.shape[-1]
-        return (self.inv_std / n) * (n * dx_hat - dx_hat.sum(axis=-1, keepdims=True)
-                                     - self.x_hat * (dx_hat * self.x_hat).sum(axis=-1, keepdims=True))
-
-    def get_config(self):
-        return {**super().get_config(), "epsilon": self.epsilon}
-
-
-def sinusoidal_encoding(length, depth):
-    """PE[pos, 2i] = sin(pos / 10000^(2i/depth)),  PE[pos, 2i+1] = cos(pos / 10000^(2i/depth))."""
-    positions = np.arange(length)[:, None]
-    rates = 1.0 / 10000 ** (2 * (np.arange(depth) // 2) / depth)
-    angles = positions * rates[None, :]
-    return np.where(np.arange(depth) % 2 == 0, np.sin(angles), np.cos(angles))
-
-
-class PositionalEncoding(Layer):
-    """Adds the sinusoidal position signal of "Attention is all you need" to a (batch, time, depth) input.
-
-    Attention alone cannot tell positions apart; adding PE gives every position a
-    distinct pattern whose relative offsets are linear functions of each other.
-    It has no weights; backward passes dy through unchanged. The table is built once per
-    (length, depth) and kept on the device, so batches copy nothing from the host.
-    """
-
-    def forward(self, x, training=False):
-        check_rank(self, x, 3, "(batch, time, features)")
-        key = (x.shape[1], x.shape[2], x.dtype, backend.name)
-        if getattr(self, "table_key", None) != key:
-            self.table_key = key
-            self.table = backend.to_device(sinusoidal_encoding(x.shape[1], x.shape[2]), dtype=x.dtype)
-        return x + self.table
-
-    def backward(self, dy):
-        return dy
 
 
 class MultiHeadAttention(Layer):
@@ -94,10 +25,12 @@ class MultiHeadAttention(Layer):
     The attention itself is :func:`gpunn.ops.attention.attention_forward`: on a GPU a
     fused kernel that never stores the (L_q x L_k) weights.
 
-    In a Sequential model the layer attends to its own input (self-attention). Called
-    directly, ``layer(query, value, key=None, attention_mask=None, use_causal_mask=False,
-    return_attention_scores=False)`` does cross-attention as Keras does; then ``backward(dy)``
-    returns dL/dquery and leaves all three input gradients in ``layer.input_grads``.
+    In a Sequential model the layer attends to its own input (self-attention). Called as
+    ``layer(query, value, key=None, attention_mask=None, use_causal_mask=False,
+    return_attention_scores=False)`` -- on arrays, or on symbolic tensors in a graph -- it does
+    cross-attention as Keras does; ``backward(dy)`` then returns dL/dquery and leaves all
+    three input gradients in ``layer.input_grads``. The attention scores, when returned, are
+    for looking at: no gradient flows back through them.
 
     Args:
         num_heads, key_dim: heads and the size of each query/key projection.
@@ -146,18 +79,34 @@ class MultiHeadAttention(Layer):
             raise ValueError(f"Layer '{self.name}' expects {what} with {features} features (its {what} projection "
                              f"is {features} x {self.num_heads} heads); received an array of shape {tuple(x.shape)}")
 
-    def __call__(self, query, value=None, key=None, attention_mask=None, use_causal_mask=None,
-                 return_attention_scores=False, training=False):
-        query, value, key, attention_mask = map(on_backend, (query, value, key, attention_mask))
+    def build_for(self, shapes):
+        self.build(shapes["query"], shapes.get("value"), shapes.get("key"))
+
+    def output_shape_for(self, shapes):
+        query = tuple(shapes["query"])
+        if not shapes.get("return_attention_scores"):
+            return query
+        keys = (shapes.get("key") or shapes.get("value") or query)[0]
+        return [query, (self.num_heads, query[0], keys)]
+
+    def forward(self, query, value=None, key=None, attention_mask=None, use_causal_mask=None,
+                return_attention_scores=False, training=False):
+        """Self-attention on ``query`` alone (as in a Sequential model), cross-attention with ``value`` (and ``key``)."""
         value = query if value is None else value
         key = value if key is None else key
-        if not self.built:
-            self.build(tuple(query.shape[1:]), tuple(value.shape[1:]), tuple(key.shape[1:]))
         causal = self.use_causal_mask if use_causal_mask is None else use_causal_mask
         return self.attend(query, value, key, attention_mask, causal, training, return_attention_scores)
 
-    def forward(self, x, training=False):
-        return self.attend(x, x, x, None, self.use_causal_mask, training, False)
+    def backward_call(self, dy, arguments):
+        if isinstance(dy, list):  # (output, attention scores): the scores are for looking at, they take no gradient
+            dy = dy[0]
+        self.backward(dy)
+        g = self.input_grads
+        if arguments.get("value") is None:  # self-attention: query, key and value were one tensor
+            return {"query": g["query"] + g["value"] + g["key"]}
+        if arguments.get("key") is None:
+            return {"query": g["query"], "value": g["value"] + g["key"]}
+        return {"query": g["query"], "value": g["value"], "key": g["key"]}
 
     def attend(self, query, value, key, attention_mask, causal, training, return_scores):
         self._check("query", query, self.query_kernel.shape[0])
@@ -175,7 +124,7 @@ class MultiHeadAttention(Layer):
         self.unfused = return_scores or (self.attention_dropout is not None and training)
         if self.unfused:  # the attention weights themselves are needed
             self.p, _ = probabilities(self.q, self.k, self.mask, causal)
-            self.p_used = self.attention_dropout.forward(self.p, training) if self.attention_dropout else self.p
+            self.p_used = self.attention_dropout.forward(self.p, training=training) if self.attention_dropout else self.p
             self.heads = self.p_used @ self.v
         else:
             self.heads, self.lse = attention_forward(self.q, self.k, self.v, self.mask, causal)
@@ -262,17 +211,42 @@ class AdditiveAttention(Layer):
         if self.use_scale:
             self.add_weight("scale", (input_shape[-1],), "glorot_uniform")
 
-    def __call__(self, query, value=None, key=None, return_attention_scores=False, training=False):
-        query, value, key = map(on_backend, (query, value, key))
+    def output_shape_for(self, shapes):
+        query = shapes["query"]
+        if isinstance(query, list):  # Keras's form: [query, value] or [query, value, key]
+            query, value = query[0], query[1]
+        else:
+            value = shapes.get("value") or query
+        out = tuple(query[:-1]) + (value[-1],)
+        return [out, (query[0], (shapes.get("key") or value)[0])] if shapes.get("return_attention_scores") else out
+
+    def build_for(self, shapes):
+        query = shapes["query"]
+        self.build(query[0] if isinstance(query, list) else query)
+
+    def forward(self, query, value=None, key=None, return_attention_scores=False, training=False):
+        """``layer([query, value])`` (Keras's form) or ``layer(query, value, key)``; ``layer(x)``: self-attention."""
+        if isinstance(query, (list, tuple)):
+            query, value, key = (list(query) + [None])[:3]
         value = query if value is None else value
         key = value if key is None else key
-        if not self.built:
-            self.build(tuple(query.shape[1:]))
         out = self.attend(query, value, key)
-        return (out, self.attention_weights) if return_attention_scores else out
+        return [out, self.attention_weights] if return_attention_scores else out
 
-    def forward(self, x, training=False):
-        return self.attend(x, x, x)
+    def backward_call(self, dy, arguments):
+        if isinstance(dy, list):  # the attention weights take no gradient
+            dy = dy[0]
+        self.backward(dy)
+        dquery, dvalue, dkey = self.input_grads
+        given = arguments["query"]
+        if isinstance(given, (list, tuple)):
+            grads = [dquery, dvalue + (dkey if len(given) == 2 else 0), dkey][:len(given)]
+            return {"query": grads}
+        if arguments.get("value") is None:
+            return {"query": dquery + dvalue + dkey}
+        if arguments.get("key") is None:
+            return {"query": dquery, "value": dvalue + dkey}
+        return {"query": dquery, "value": dvalue, "key": dkey}
 
     def attend(self, query, value, key):
         xp = backend.get_array_module(query)
@@ -300,114 +274,8 @@ class AdditiveAttention(Layer):
             self.grads["scale"] = (dscores[..., None] * self.t).sum(axis=(0, 1, 2))
         dpre = dscores[..., None] * scale * (1 - self.t * self.t)  # through tanh, (B, Lq, Lk, n)
         dquery, dkey = dpre.sum(axis=2), dpre.sum(axis=1)
+        self.input_grads = (dquery, dvalue, dkey)
         return dquery + dkey + dvalue if query is key is value else dquery
 
     def get_config(self):
         return {**super().get_config(), "use_scale": self.use_scale}
-
-
-class Residual(Layer):
-    """A skip connection around a layer or a chain of layers:  y = x + f(x),  dx = dy + f'(x)^T dy.
-
-    Example (inside a Sequential model):
-        >>> Residual([MultiHeadAttention(4, 16), Dropout(0.1)])
-    """
-
-    def __init__(self, layers, **kwargs):
-        super().__init__(**kwargs)
-        self.sublayers = [as_layer(layer) for layer in (layers if isinstance(layers, (list, tuple)) else [layers])]
-
-    def build(self, input_shape):
-        super().build(input_shape)
-        shape = tuple(input_shape)
-        for layer in self.sublayers:
-            layer.build(shape)
-            shape = layer.compute_output_shape(shape)
-        if shape != tuple(input_shape):
-            raise ValueError(f"Layer '{self.name}': the wrapped layers turn samples of shape {tuple(input_shape)} into "
-                             f"{shape}; a residual connection needs them equal")
-
-    def forward(self, x, training=False):
-        y = x
-        for layer in self.sublayers:
-            y = layer.forward(y, training)
-        return x + y
-
-    def backward(self, dy):
-        d = dy
-        for layer in reversed(self.sublayers):
-            d = layer.backward(d)
-        return dy + d
-
-    def get_config(self):
-        return {**super().get_config(),
-                "layers": [layer_config(layer) for layer in self.sublayers]}
-
-
-class TransformerEncoder(Layer):
-    """One Transformer encoder block (post-norm, as in "Attention is all you need")::
-
-        x = LayerNorm(x + Dropout(MultiHeadAttention(x)))
-        y = LayerNorm(x + Dropout(Dense(d)(Dense(ff_dim, relu)(x))))      (position-wise feed-forward)
-
-    After building, ``encoder.attention`` is its MultiHeadAttention layer (to look at its weights).
-
-    Args:
-        num_heads, key_dim: of the self-attention.
-        ff_dim: the hidden size of the feed-forward network.
-        dropout: after the attention and after the feed-forward network.
-    """
-
-    def __init__(self, num_heads, key_dim, ff_dim, dropout=0.1, use_causal_mask=False, **kwargs):
-        super().__init__(**kwargs)
-        self.num_heads, self.key_dim, self.ff_dim = num_heads, key_dim, ff_dim
-        self.dropout, self.use_causal_mask = dropout, use_causal_mask
-
-    def build(self, input_shape):
-        super().build(input_shape)
-        if len(input_shape) != 2:
-            raise ValueError(f"Layer '{self.name}' expects samples of shape (time, features); received {input_shape}")
-        depth = input_shape[-1]
-        p = self.name
-        self.attention = MultiHeadAttention(self.num_heads, self.key_dim, use_causal_mask=self.use_causal_mask,
-                                            name=f"{p}_attention")
-        self.attention_block = Residual([self.attention, Dropout(self.dropout, name=f"{p}_dropout_1")],
-                                        name=f"{p}_residual_1")
-        self.norm_1 = LayerNormalization(name=f"{p}_norm_1")
-        self.feed_forward = Residual([Dense(self.ff_dim, activation="relu", name=f"{p}_ff_1"),
-                                      Dense(depth, name=f"{p}_ff_2"), Dropout(self.dropout, name=f"{p}_dropout_2")],
-                                     name=f"{p}_residual_2")
-        self.norm_2 = LayerNormalization(name=f"{p}_norm_2")
-        self.sublayers = [self.attention_block, self.norm_1, self.feed_forward, self.norm_2]
-        for layer in self.sublayers:
-            layer.build(tuple(input_shape))
-
-    def forward(self, x, training=False):
-        for layer in self.sublayers:
-            x = layer.forward(x, training)
-        return x
-
-    def backward(self, dy):
-        for layer in reversed(self.sublayers):
-            dy = layer.backward(dy)
-        return dy
-
-    def get_config(self):
-        return {**super().get_config(), "num_heads": self.num_heads, "key_dim": self.key_dim, "ff_dim": self.ff_dim,
-                "dropout": self.dropout, "use_causal_mask": self.use_causal_mask}
-
-
-class GlobalAveragePooling1D(Layer):
-    """(batch, time, features) -> (batch, features): the mean over time. Backward: dy / T at every step."""
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[-1],)
-
-    def forward(self, x, training=False):
-        check_rank(self, x, 3, "(batch, time, features)")
-        self.x_shape = x.shape
-        return x.mean(axis=1)
-
-    def backward(self, dy):
-        xp = backend.get_array_module(dy)
-        return xp.broadcast_to((dy / self.x_shape[1])[:, None, :], self.x_shape)

@@ -230,7 +230,8 @@ class Layer:
     def add_regularization_grads(self):
         """dW += d penalty / dW, called after backward."""
         for n, reg in self.regularizers.items():
-            self.grads[n] = self.grads[n] + reg.gradient(getattr(self, n))
+            if n in self.grads:  # a layer no loss reached has no gradient to add to
+                self.grads[n] = self.grads[n] + reg.gradient(getattr(self, n))
         for layer in self.sublayers:
             layer.add_regularization_grads()
 

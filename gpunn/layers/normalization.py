@@ -1,4 +1,4 @@
-"""Batch normalization."""
+"""Normalization layers: BatchNormalization (over the batch) and LayerNormalization (over the features)."""
 
 import numpy as np
 
@@ -94,3 +94,46 @@ class BatchNormalization(Layer):
     def get_config(self):
         return {**super().get_config(), "axis": self.axis, "momentum": self.momentum, "epsilon": self.epsilon,
                 "center": self.center, "scale": self.scale}
+
+
+class LayerNormalization(Layer):
+    """Normalize each example's features (the last axis), then scale and shift.
+
+    Forward (over the n features of one position):
+        mu = mean(x), var = mean((x - mu)^2), x_hat = (x - mu) / sqrt(var + eps), y = gamma x_hat + beta
+    Backward, with dx_hat = dy * gamma:
+        dx = (n dx_hat - sum(dx_hat) - x_hat sum(dx_hat x_hat)) / (n sqrt(var + eps))
+
+    Unlike BatchNormalization it does not look across the batch, so it behaves the
+    same in training and at inference -- what Transformers use.
+    """
+
+    def __init__(self, epsilon=1e-3, **kwargs):
+        super().__init__(**kwargs)
+        if epsilon <= 0:
+            raise ValueError(f"Layer '{self.name}': epsilon must be positive; received epsilon={epsilon!r}")
+        self.epsilon = float(epsilon)
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self.add_weight("gamma", (input_shape[-1],), "ones")
+        self.add_weight("beta", (input_shape[-1],), "zeros")
+
+    def forward(self, x, training=False):
+        xp = backend.get_array_module(x)
+        mu = x.mean(axis=-1, keepdims=True)
+        self.inv_std = 1.0 / xp.sqrt(x.var(axis=-1, keepdims=True) + self.epsilon)
+        self.x_hat = (x - mu) * self.inv_std
+        return self.gamma * self.x_hat + self.beta
+
+    def backward(self, dy):
+        axes = tuple(range(dy.ndim - 1))
+        self.grads["gamma"] = (dy * self.x_hat).sum(axis=axes)
+        self.grads["beta"] = dy.sum(axis=axes)
+        dx_hat = dy * self.gamma
+        n = dy.shape[-1]
+        return (self.inv_std / n) * (n * dx_hat - dx_hat.sum(axis=-1, keepdims=True)
+                                     - self.x_hat * (dx_hat * self.x_hat).sum(axis=-1, keepdims=True))
+
+    def get_config(self):
+        return {**super().get_config(), "epsilon": self.epsilon}

@@ -9,6 +9,7 @@ Like the convolutions they compute channels-first and take ``data_format="channe
 import numpy as np
 
 import gpunn.backend as backend
+from gpunn.layers.base import Layer, check_rank
 from gpunn.layers.convolutional import OneD, check_padding, normalize_pair, normalize_single
 from gpunn.layers.image import ImageLayer
 from gpunn.ops.im2col import Geometry, col2im, im2col, resolve_padding
@@ -156,3 +157,19 @@ MaxPooling2D = MaxPool2D
 AveragePooling2D = AvgPool2D
 MaxPool1D = MaxPooling1D
 AvgPool1D = AveragePooling1D
+
+
+class GlobalAveragePooling1D(Layer):
+    """(batch, time, features) -> (batch, features): the mean over time. Backward: dy / T at every step."""
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[-1],)
+
+    def forward(self, x, training=False):
+        check_rank(self, x, 3, "(batch, time, features)")
+        self.x_shape = x.shape
+        return x.mean(axis=1)
+
+    def backward(self, dy):
+        xp = backend.get_array_module(dy)
+        return xp.broadcast_to((dy / self.x_shape[1])[:, None, :], self.x_shape)

@@ -36,8 +36,8 @@ class RNN(Layer):
     Args:
         units: the size H of the hidden state.
         return_sequences: output every h_t, (B, T, H), rather than the last, (B, H).
-        return_state: also return the final state(s): ``[output, h_T]`` (LSTM: ``[output, h_T, c_T]``).
-            Meant for calling the layer directly; backward then takes ``[dy, dh_T, ...]``.
+        return_state: also return the final state(s): ``[output, h_T]`` (LSTM: ``[output, h_T, c_T]``) --
+            an encoder's state for a decoder; backward then takes ``[dy, dh_T, ...]``.
         go_backwards: read the sequence from its end (outputs come in that order).
         unroll, input_length: accepted as in Keras; gpunn always loops.
     """
@@ -82,8 +82,14 @@ class RNN(Layer):
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.units) if self.return_sequences else (self.units,)
 
+    def output_shape_for(self, shapes):
+        out = self.compute_output_shape(shapes["x"])
+        return [out] + [(self.units,)] * self.state_count if self.return_state else out
+
     # --- the loop ---------------------------------------------------------------------
-    def forward(self, x, training=False):
+    def forward(self, x, initial_state=None, training=False):
+        """The loop over time from ``initial_state`` (h_0, or [h_0, c_0] for an LSTM; zeros by default):
+        a decoder starts from its encoder's final state."""
         check_rank(self, x, 3, "(batch, time, features)")
         if x.shape[-1] != self.kernel.shape[0]:
             raise ValueError(f"Layer '{self.name}' expects {self.kernel.shape[0]} features per time step; received "
@@ -91,11 +97,30 @@ class RNN(Layer):
         xp = backend.get_array_module(x)
         xs = x.transpose(1, 0, 2)[::-1] if self.go_backwards else x.transpose(1, 0, 2)
         self.xs = xp.ascontiguousarray(xs)
+        self.initial = self._initial_states(initial_state, xp, len(x), x.dtype)
         zx = self.xs @ self.kernel + self.input_bias()  # (T, B, G*H): every step's input part at once
-        hs = self.run(zx)  # (T, B, H)
-        self.h_prev = xp.concatenate([xp.zeros_like(hs[:1]), hs[:-1]])  # h_{t-1} for every t
+        hs = self.run(zx, self.initial)  # (T, B, H)
+        self.h_prev = xp.concatenate([self.initial[0][None], hs[:-1]])  # h_{t-1} for every t
         output = hs.transpose(1, 0, 2) if self.return_sequences else hs[-1]
         return [output, *self.final_states()] if self.return_state else output
+
+    def _initial_states(self, initial_state, xp, batch, dtype):
+        if initial_state is None:
+            return [xp.zeros((batch, self.units), dtype=dtype) for _ in range(self.state_count)]
+        states = list(initial_state) if isinstance(initial_state, (list, tuple)) else [initial_state]
+        expected = "[h_0, c_0]" if self.state_count == 2 else "h_0"
+        if len(states) != self.state_count or any(tuple(h.shape) != (batch, self.units) for h in states):
+            raise ValueError(f"Layer '{self.name}' takes initial_state={expected}, each of shape (batch, units) = "
+                             f"{(batch, self.units)}; received {[tuple(h.shape) for h in states]}")
+        return [h.astype(dtype, copy=False) for h in states]
+
+    def backward_call(self, dy, arguments):
+        grads = {"x": self.backward(dy)}
+        given = arguments.get("initial_state")
+        if given is not None:
+            grads["initial_state"] = self.initial_state_grads if isinstance(given, (list, tuple)) else \
+                self.initial_state_grads[0]
+        return grads
 
     def backward(self, dy):
         dstates = []
@@ -107,7 +132,7 @@ class RNN(Layer):
         else:
             dhs = xp.zeros(self.xs.shape[:2] + (self.units,), dtype=dy.dtype)
             dhs[-1] = dy
-        dzx, dzh, dh0 = self.run_backward(dhs, dstates)
+        dzx, dzh, self.initial_state_grads = self.run_backward(dhs, dstates)  # and dL/d(initial state)
         flat = self.xs.reshape(-1, self.xs.shape[-1])
         self.grads["kernel"] = flat.T @ dzx.reshape(-1, dzx.shape[-1])
         self.grads["recurrent_kernel"] = self.recurrent_gradient(dzh)
@@ -151,11 +176,11 @@ class SimpleRNN(RNN):
         super().__init__(units, **kwargs)
         self.activation = activations.get(activation)
 
-    def run(self, zx):
+    def run(self, zx, initial):
         xp = backend.get_array_module(zx)
         self.zs = xp.empty_like(zx)
         self.hs = xp.empty_like(zx)
-        h = xp.zeros_like(zx[0])
+        h = initial[0]
         for t in range(len(zx)):
             self.zs[t] = zx[t] + h @ self.recurrent_kernel
             h = self.hs[t] = self.activation.forward(self.zs[t])
@@ -169,7 +194,7 @@ class SimpleRNN(RNN):
             self.activation.forward(self.zs[t])  # re-caches step t for g'(z_t)
             dz[t] = self.activation.derivative(dhs[t] + dh_next)
             dh_next = dz[t] @ self.recurrent_kernel.T
-        return dz, dz, dh_next
+        return dz, dz, [dh_next]
 
     def get_config(self):
         return {**super().get_config(), "activation": self.activation.get_config()}
@@ -197,13 +222,13 @@ class LSTM(RNN):
         if self.unit_forget_bias:
             self.bias[self.units:2 * self.units] += 1.0
 
-    def run(self, zx):
+    def run(self, zx, initial):
         xp = backend.get_array_module(zx)
         steps, batch = zx.shape[:2]
         self.gate_values = xp.empty_like(zx)
         self.cs = xp.empty((steps, batch, self.units), dtype=zx.dtype)
         self.hs = xp.empty_like(self.cs)
-        h = c = xp.zeros((batch, self.units), dtype=zx.dtype)
+        h, c = (xp.ascontiguousarray(state) for state in initial)
         for t in range(steps):
             lstm_step_forward(zx[t], h @ self.recurrent_kernel, c, self.gate_values[t], self.cs[t], self.hs[t])
             h, c = self.hs[t], self.cs[t]
@@ -215,14 +240,14 @@ class LSTM(RNN):
         dh_rec = dstates[0] if dstates else xp.zeros_like(dhs[0])
         dc_next = dstates[1] if len(dstates) > 1 else xp.zeros_like(dhs[0])  # the caller's dc_T: read, never written
         dc_buffers = (xp.empty_like(dc_next), xp.empty_like(dc_next))  # dL/dc_{t-1}, written in turn
-        zero = xp.zeros_like(dhs[0])
+        c0 = xp.ascontiguousarray(self.initial[1])
         for step, t in enumerate(reversed(range(len(dhs)))):
-            c_prev = self.cs[t - 1] if t else zero
+            c_prev = self.cs[t - 1] if t else c0
             dc_prev = dc_buffers[step % 2]
             lstm_step_backward(dhs[t], dh_rec, dc_next, self.gate_values[t], c_prev, self.cs[t], dz[t], dc_prev)
             dh_rec = dz[t] @ self.recurrent_kernel.T
             dc_next = dc_prev
-        return dz, dz, dh_rec
+        return dz, dz, [dh_rec, dc_next]  # after the loop, dc_next is dL/dc_0
 
     def final_states(self):
         return [self.hs[-1], self.cs[-1]]
@@ -255,7 +280,7 @@ class GRU(RNN):
     def input_bias(self):
         return self.bias[0] if self.reset_after else self.bias
 
-    def run(self, zx):
+    def run(self, zx, initial):
         xp = backend.get_array_module(zx)
         n = self.units
         u = self.recurrent_kernel
@@ -263,7 +288,7 @@ class GRU(RNN):
         self.hh = xp.empty(zx.shape[:2] + (n,), dtype=zx.dtype)
         self.rec_h = xp.empty_like(self.hh)  # h U_h + b'_h (reset_after) or (r * h) itself (before)
         self.hs = xp.empty_like(self.hh)
-        h = xp.zeros_like(self.hh[0])
+        h = initial[0]
         for t in range(len(zx)):
             zh = h @ (u if self.reset_after else u[:, :2 * n])
             if self.reset_after:
@@ -303,7 +328,7 @@ class GRU(RNN):
             dzh[t, :, :2 * n] = dzx[t, :, :2 * n]
             dh_next = dh * z + dzh[t] @ u.T if self.reset_after else (
                 dh * z + d_rh * r + dzh[t, :, :2 * n] @ u[:, :2 * n].T)
-        return dzx, dzh, dh_next
+        return dzx, dzh, [dh_next]
 
     def recurrent_gradient(self, dzh):
         if self.reset_after:

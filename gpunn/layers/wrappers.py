@@ -46,8 +46,8 @@ class Bidirectional(Layer):
 
     def forward(self, x, training=False):
         xp = backend.get_array_module(x)
-        self.y_fwd = self.forward_layer.forward(x, training)
-        self.y_bwd = self.backward_layer.forward(x, training)
+        self.y_fwd = self.forward_layer.forward(x, training=training)
+        self.y_bwd = self.backward_layer.forward(x, training=training)
         if self.forward_layer.return_sequences:
             self.y_bwd = self.y_bwd[:, ::-1]
         if self.merge_mode == "concat":
@@ -103,7 +103,7 @@ class TimeDistributed(Layer):
     def forward(self, x, training=False):
         check_rank(self, x, len(self.input_shape) + 1, "(batch, time, ...)")
         self.bt = x.shape[:2]
-        y = self.layer.forward(x.reshape((-1,) + x.shape[2:]), training)
+        y = self.layer.forward(x.reshape((-1,) + x.shape[2:]), training=training)
         return y.reshape(self.bt + y.shape[1:])
 
     def backward(self, dy):

@@ -106,7 +106,12 @@ class Model(Trainer, Layer):
         return self._pack([values[t.id] for t in self.outputs])
 
     def backward(self, dy):
-        """Backpropagate dL/d(outputs) through the graph (weight penalties included); returns dL/d(inputs)."""
+        """Backpropagate dL/d(outputs) through the graph (weight penalties included); returns dL/d(inputs).
+
+        A layer no loss reaches (under an output without a loss) is left without gradients, and the
+        optimizer leaves its weights alone."""
+        for owner, n in self.weight_refs():
+            owner.grads.pop(n, None)
         dx = self._backward(dy)
         for layer in self.sublayers:
             layer.add_regularization_grads()

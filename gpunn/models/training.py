@@ -103,7 +103,10 @@ class Trainer:
             self.backward(self.loss_gradient())
         finally:
             self.needs_input_grad = True
-        self.optimizer.apply(self.trainable_weights, self.trainable_grads, self.trainable_keys)
+        reached = [(key, getattr(owner, n), owner.grads[n]) for key, (owner, n) in
+                   zip(self.trainable_keys, self._trainable_refs()) if n in owner.grads]
+        keys, weights, grads = zip(*reached) if reached else ((), (), ())
+        self.optimizer.apply(list(weights), list(grads), list(keys))
         return loss, y_pred
 
     # --- training and inference ------------------------------------------------------------

@@ -22,7 +22,7 @@ def gradcheck(target, x, y=None, eps=1e-5, training=True, seed=0):
 
     Args:
         target: a built or unbuilt layer, or a model (Sequential or Model; one input).
-        x: an input batch.
+        x: an input batch, or a list of them (a merge layer, a model with several inputs).
         y: targets: the model's compiled loss is then J. Without y, J = sum(output * R)
             for a fixed random R, which checks every path through the layer.
         eps: the finite-difference step.
@@ -32,28 +32,29 @@ def gradcheck(target, x, y=None, eps=1e-5, training=True, seed=0):
         seed: the seed used for those draws and for R.
 
     Returns:
-        ``{'<layer>/<weight>': difference, ..., 'input': difference}``.
+        ``{'<layer>/<weight>': difference, ..., 'input': difference}`` ('input_0', 'input_1'... for a list of
+        inputs, as a merge layer or a model with several inputs takes).
     """
     from gpunn.models import Model
 
     target = copy.deepcopy(target)
-    is_model = isinstance(target, Model)
-    x = backend.to_device(np.asarray(backend.to_numpy(x)))
-    if x.dtype.kind == "f":
-        x = x.astype(np.float64)
-    if is_model:
-        if not target.built:
-            target.build(tuple(x.shape[1:]))
+    several = isinstance(x, (list, tuple))  # a merge layer's or a multi-input model's list of inputs
+    xs = [_float64(backend.to_device(np.asarray(backend.to_numpy(a)))) for a in (x if several else [x])]
+    x = xs if several else xs[0]
+    if not target.built:
+        if hasattr(target, "add"):  # a Sequential waiting for its input shape
+            target.build(tuple(xs[0].shape[1:]))
+        else:
+            target(x)  # a layer builds on its first call
+    if isinstance(target, Model):
         layers = target.sublayers
         if y is not None:
             if target._compile_args is None:
                 raise ValueError("gradcheck with y needs a compiled model (its loss defines J)")
-            y = backend.to_device(np.asarray(backend.to_numpy(y)))
-            if y.dtype.kind == "f":
-                y = y.astype(np.float64)
+            ys = [_float64(backend.to_device(np.asarray(backend.to_numpy(a)))) for a in
+                  (y if isinstance(y, (list, tuple)) else [y])]
+            y = ys if isinstance(y, (list, tuple)) else ys[0]
     else:
-        if not target.built:
-            target.build(tuple(x.shape[1:]))
         layers = [target]
     for layer in layers:
         layer.cast(np.float64)
@@ -63,23 +64,33 @@ def gradcheck(target, x, y=None, eps=1e-5, training=True, seed=0):
         out = target.forward(x, training=training)
         if y is not None:
             return target.compute_loss(out, y), out
-        return (out * projection).sum(), out
+        return sum((o * r).sum() for o, r in zip(_as_list(out), projection)), out
 
     projection = None
     if y is None:
         backend.seed(seed)
         out = target.forward(x, training=training)
-        projection = backend.to_device(np.random.default_rng(seed).standard_normal(out.shape))
+        rng = np.random.default_rng(seed)
+        projection = [backend.to_device(rng.standard_normal(o.shape)) for o in _as_list(out)]
 
-    cost()
-    dout = target.loss_gradient() if y is not None else projection
+    _, out = cost()
+    dout = target.loss_gradient() if y is not None else (projection if isinstance(out, list) else projection[0])
     dx = target.backward(dout)
 
     tensors = {f"{layer.name}/{key}": (getattr(owner, n), owner.grads[n]) for layer in layers
                for key, (owner, n) in zip(layer.weight_keys(), layer.weight_refs()) if n in owner.trainable_names}
-    if x.dtype.kind == "f":
-        tensors["input"] = (x, dx)
+    for i, (a, d) in enumerate(zip(xs, dx if several else [dx])):
+        if a.dtype.kind == "f":
+            tensors["input" if not several else f"input_{i}"] = (a, d)
     return {name: _difference(_numerical_gradient(cost, a, eps), grad) for name, (a, grad) in tensors.items()}
+
+
+def _float64(a):
+    return a.astype(np.float64) if a.dtype.kind == "f" else a
+
+
+def _as_list(out):
+    return out if isinstance(out, list) else [out]
 
 
 def _numerical_gradient(cost, a, eps):
