@@ -295,3 +295,22 @@ def test_layer_output_of_a_shared_layer_is_ambiguous():
     with pytest.raises(AttributeError, match="has 3 calls in graphs"):
         layer.output
     assert gpunn.layers.Dense(1).name.startswith("dense")
+
+
+@pytest.mark.skipif(not (SHARED / "fashion-mnist").is_dir(), reason="Fashion-MNIST files not present")
+def test_resnet_example_learns(monkeypatch, tmp_path):
+    from gpunn.examples.resnet import main, small_resnet
+
+    monkeypatch.setenv("GPUNN_DATA_DIR", str(SHARED))
+    assert small_resnet().count_params() == 78426
+    assert main(["--epochs", "1", "--limit", "2000", "--batch-size", "32"]) > 0.5
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (SHARED / "fashion-mnist").is_dir(), reason="Fashion-MNIST files not present")
+def test_resnet_fashion_mnist_full_recipe(monkeypatch):
+    """The issue's bar: >= 92.0% after 10 epochs (LeNet-5 reaches 89.7%); about 40 minutes on 2 CPU cores."""
+    from gpunn.examples.resnet import main
+
+    monkeypatch.setenv("GPUNN_DATA_DIR", str(SHARED))
+    assert main([]) >= 0.92
