@@ -15,5 +15,6 @@ from gpunn import activations, backend, callbacks, config, datasets, initializer
 from gpunn import plotting, regularizers, saving, schedules, utils
 from gpunn.models import Input, Model, Sequential, load_model
 
-__all__ = ["Input", "Model", "Sequential", "load_model", "activations", "backend", "callbacks", "config", "datasets", "initializers",
-           "layers", "losses", "metrics", "optimizers", "plotting", "regularizers", "saving", "schedules", "utils"]
+__all__ = ["Input", "Model", "Sequential", "load_model", "activations", "backend", "callbacks", "config", "datasets",
+           "initializers", "layers", "losses", "metrics", "optimizers", "plotting", "regularizers", "saving",
+           "schedules", "utils"]

@@ -60,7 +60,7 @@ def layer_classes():
     """Every class a file may name: gpunn's layers, models (a model may be a layer of another) and the registered ones."""
     from gpunn import models
 
-    builtin = {name: getattr(layers_module, name) for name in layers_module.__all__}
+    builtin = {name: getattr(layers_module, name) for name in layers_module.__all__ if name[0].isupper()}
     builtin.update({cls.__name__: cls for cls in (models.InputLayer, models.Model, models.Sequential)})
     return {**builtin, **_custom_layers}
 

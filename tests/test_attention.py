@@ -7,7 +7,7 @@ from gpunn.layers import (AdditiveAttention, Dense, GlobalAveragePooling1D, Laye
                           PositionalEncoding, Residual, TransformerEncoder)
 from gpunn.layers.transformer import sinusoidal_encoding
 from gpunn.ops import attention as ops
-from tests.conftest import assert_gradcheck, dev, host
+from tests.conftest import assert_gradcheck, host
 
 rng = np.random.default_rng(10)
 

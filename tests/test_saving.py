@@ -18,7 +18,7 @@ from gpunn.models import load_model
 from gpunn.regularizers import l2
 from gpunn.schedules import ExponentialDecay
 from gpunn.utils import set_seed
-from tests.conftest import dev, host
+from tests.conftest import host
 
 rng = np.random.default_rng(8)
 
@@ -77,7 +77,7 @@ def merging_graph():
 def test_round_trips_cover_every_layer():
     used = {type(layer).__name__ for f in MODELS.values() for top in f() for layer in [top, *top.sublayers]}
     used |= {type(layer).__name__ for layer in merging_graph().layers}
-    every = {name for name in layers.__all__ if name != "Layer"}
+    every = {name for name in layers.__all__ if name != "Layer" and name[0].isupper()}
     aliases = {"MaxPooling2D", "AveragePooling2D", "Convolution2D", "Convolution1D", "MaxPool1D", "AvgPool1D"}
     assert every - aliases - used == set()
 

@@ -15,11 +15,12 @@ from gpunn.layers.recurrent import GRU, LSTM, SimpleRNN
 from gpunn.layers.transformer import PositionalEncoding, Residual, TransformerEncoder
 from gpunn.layers.wrappers import Bidirectional, TimeDistributed
 
-# The layer classes (what a saved model may name); the lower-case merge functions are Keras's shorthands.
+# The layer classes (what a saved model may name), then Keras's lower-case shorthands for the merge layers.
 __all__ = ["Activation", "Add", "AdditiveAttention", "Average", "AveragePooling1D", "AveragePooling2D", "AvgPool1D",
            "AvgPool2D", "BatchNormalization", "Bidirectional", "Concatenate", "Conv1D", "Conv2D", "Convolution1D",
            "Convolution2D", "Dense", "Dot", "Dropout", "Embedding", "Flatten", "GRU", "GlobalAveragePooling1D",
            "GlobalAveragePooling2D", "LSTM", "Layer", "LayerNormalization", "MaxPool1D", "MaxPool2D", "MaxPooling1D",
            "MaxPooling2D", "Maximum", "Maxout", "Minimum", "MultiHeadAttention", "Multiply", "PReLU",
            "PositionalEncoding", "Reshape", "Residual", "SimpleRNN", "Subtract", "TimeDistributed",
-           "TransformerEncoder", "ZeroPadding2D"]
+           "TransformerEncoder", "ZeroPadding2D",
+           "add", "average", "concatenate", "dot", "maximum", "minimum", "multiply", "subtract"]

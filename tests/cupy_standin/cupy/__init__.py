@@ -224,5 +224,5 @@ class _StandIn:
 _standin = _StandIn()
 _this = __import__("sys").modules[__name__]
 
-import cupy.cuda  # noqa: E402  (the submodules use the names above)
-import cupy.random  # noqa: E402
+import cupy.cuda  # noqa: E402,F401  (the submodules use the names above)
+import cupy.random  # noqa: E402,F401  (the submodule, as cupy.random)

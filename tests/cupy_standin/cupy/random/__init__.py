@@ -5,7 +5,7 @@
 
 import numpy as np
 
-from cupy._core import check_name, counts, wrap
+from cupy._core import check_name, wrap
 
 
 class RandomState:
