@@ -162,3 +162,19 @@ def test_lenet_plot_without_matplotlib_fails_before_training(monkeypatch, capsys
     with pytest.raises(SystemExit):
         main(["--plot", "history.png"])  # stops before loading any data
     assert "--plot needs matplotlib: pip install 'gpunn[plot]'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("layer, shape", [(lambda: MaxPool2D(2), (3, 4, 8, 6)), (lambda: MaxPool2D(2), (2, 3, 7, 5)),
+                                          (lambda: MaxPool2D(2, padding="same"), (2, 3, 8, 8)),
+                                          (lambda: MaxPool2D((3, 2)), (2, 2, 9, 7)), (lambda: AvgPool2D(2), (3, 4, 9, 6)),
+                                          (lambda: AvgPool2D(2, padding="same"), (2, 3, 6, 6))])
+def test_pooling_over_tiles_equals_the_im2col_path(layer, shape, monkeypatch):
+    """On NumPy, windows that tile the image are pooled on a reshaped view; ties still go to the first arg-max."""
+    x = rng.integers(0, 3, shape).astype(np.float32)  # few values: many ties
+    dy = rng.standard_normal(layer().compute_output_shape(shape[1:]))[None].repeat(shape[0], 0).astype(np.float32)
+    tiled = layer()
+    y_tiled, dx_tiled = host(tiled(x)), host(tiled.backward(dev(dy)))
+    monkeypatch.setattr(type(tiled), "tiles", lambda self, x: None)
+    general = layer()
+    np.testing.assert_array_equal(host(general(x)), y_tiled)
+    np.testing.assert_allclose(host(general.backward(dev(dy))), dx_tiled, rtol=1e-6)
