@@ -19,13 +19,14 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
     lambda: Conv2D(3, (3, 2), strides=2, padding="same", activation="relu", bias_initializer="random_normal"),
     lambda: Conv2D(2, 1),
     lambda: Conv2D(2, 3, strides=(1, 2), padding=((1, 0), (2, 1)), dilation_rate=2, activation="tanh"),
+    lambda: Conv2D(2, 3, padding="same", activation="relu", dilation_rate=(2, 1)),  # dX as a convolution (CPU)
     lambda: MaxPool2D(),
     lambda: MaxPooling2D(3, strides=2, padding="same"),
     lambda: AvgPool2D(2, padding="same"),
     lambda: AvgPool2D(3, strides=1),
     lambda: GlobalAveragePooling2D(),
     lambda: ZeroPadding2D((1, 2)),
-], ids=["conv3x3", "conv_same_stride2", "conv1x1", "conv_dilated", "maxpool", "maxpool_same", "avgpool_same",
+], ids=["conv3x3", "conv_same_stride2", "conv1x1", "conv_dilated", "conv_dx_as_convolution", "maxpool", "maxpool_same", "avgpool_same",
         "avgpool_overlap", "gap", "zeropad"])
 def test_gradcheck_image_layers(layer):
     assert_gradcheck(layer(), rng.standard_normal((2, 3, 7, 6)))
