@@ -127,7 +127,8 @@ class Conv2D(ImageLayer):
         if not self.needs_input_grad:
             return None
         if xp is np and gradient_as_convolution_pays(g, self.filters):
-            return input_gradient_as_convolution(dz, self.kernel, g)  # on the CPU: one more GEMM, no col2im
+            kernel = self.kernel.reshape(self.filters, g.C, g.KH, g.KW)  # Conv1D's (F, C, K) is (F, C, 1, K)
+            return input_gradient_as_convolution(dz, kernel, g)  # on the CPU: one more GEMM, no col2im
         dcol = self.kernel.reshape(self.filters, -1).T @ dz
         return col2im(dcol, g)
 
