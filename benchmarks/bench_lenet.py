@@ -1,13 +1,19 @@
-"""One LeNet-5 training epoch on Fashion-MNIST (data already on the device), gpunn beside PyTorch.
+"""LeNet-5 training on Fashion-MNIST, gpunn beside PyTorch (and Keras on the CPU).
 
-    PYTHONPATH=. GPUNN_DATA_DIR=../shared/datasets python benchmarks/bench_lenet.py
-    GPUNN_BACKEND=numpy PYTHONPATH=. python benchmarks/bench_lenet.py --batch-sizes 128 --repeat 2
-    GPUNN_BACKEND=numpy PYTHONPATH=. python benchmarks/bench_lenet.py --batch-sizes 64 --repeat 1 --limit 12000
+    GPUNN_BACKEND=cupy PYTHONPATH=. GPUNN_DATA_DIR=../shared/datasets python benchmarks/bench_lenet.py
+    GPUNN_BACKEND=numpy PYTHONPATH=. GPUNN_DATA_DIR=../shared/datasets python benchmarks/bench_lenet.py
+    GPUNN_BACKEND=numpy PYTHONPATH=. python benchmarks/bench_lenet.py --batch-sizes 128 --steps 40 --rounds 3
 
-Both frameworks train the same model (61,706 parameters) with Adam(1e-3), shuffled
-mini-batches, softmax + cross-entropy. Before timing, gpunn is checked to learn (test
-accuracy above 0.70 after its warm-up epoch; PyTorch's is shown beside it). Without
-the dataset it stops, saying where to put the files.
+On a GPU: one epoch (data already on the device), the median of ``--repeat`` epochs with CUDA
+events, at batch 64/128/512, PyTorch eager in the same run. Before timing, gpunn is checked to
+learn (test accuracy above 0.70 after its warm-up epoch; PyTorch's is shown beside it).
+
+On the CPU: ``--steps`` training steps per round, gpunn, PyTorch and Keras (torch backend, when
+installed) each in its own process, rounds interleaved, minimum and median of ``--rounds`` rounds
+and each one's peak memory, at batch 32/128/512 (see benchmarks/side_by_side.py).
+
+All train the same model (61,706 parameters) with Adam(1e-3) and softmax + cross-entropy.
+Without the dataset it stops, saying where to put the files.
 """
 
 import argparse
@@ -15,6 +21,7 @@ import argparse
 import gpunn
 import gpunn.backend as backend
 from benchmarks.common import header, load_torch, table, torch_time_fn
+from benchmarks.side_by_side import side_by_side
 from gpunn.examples.lenet import lenet5, load
 from gpunn.utils import time_fn
 
@@ -49,11 +56,16 @@ def torch_epoch_fn(torch, device, x, y, batch_size):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch-sizes", default="64,128,512")
-    parser.add_argument("--repeat", type=int, default=3, help="timed epochs per batch size (after one warm-up)")
-    parser.add_argument("--limit", type=int, help="only the first N training and test images (a quick try)")
+    parser.add_argument("--batch-sizes", help="default: 64,128,512 on a GPU, 32,128,512 on the CPU")
+    parser.add_argument("--repeat", type=int, default=3, help="GPU: timed epochs per batch size (after a warm-up)")
+    parser.add_argument("--limit", type=int, help="GPU: only the first N training and test images (a quick try)")
+    parser.add_argument("--steps", type=int, default=80, help="CPU: training steps per round")
+    parser.add_argument("--rounds", type=int, default=7, help="CPU: interleaved rounds per framework")
     args = parser.parse_args()
     (x, y), (xt, yt) = load("fashion_mnist", args.limit)  # exits with the loader's message when files are missing
+    if not backend.is_gpu():
+        return cpu_main(x, y, args)
+    args.batch_sizes = args.batch_sizes or "64,128,512"
     xd, yd, xtd, ytd = (backend.to_device(a) for a in (x, y, xt, yt))
     torch, device = load_torch()
     if torch is not None:
@@ -85,6 +97,23 @@ def main():
     print(f"data: Fashion-MNIST, {len(x):,} training images per epoch; PyTorch on {device or '-'}")
     print(table(rows, ["batch", "gpunn s/epoch", "gpunn acc (1 epoch)", "torch s/epoch", "torch acc (1 epoch)",
                        "gpunn/torch"]))
+
+
+def cpu_main(x, y, args):
+    rows = []
+    for batch_size in (int(b) for b in (args.batch_sizes or "32,128,512").split(",")):
+        results = side_by_side(x, y, batch_size, args.steps, args.rounds)
+        timed = {name: r for name, r in results.items() if not isinstance(r, str)}
+        for name, result in results.items():
+            if isinstance(result, str):
+                rows.append((batch_size, name, "-", "-", "-", result))
+                continue
+            least, median, peak = result
+            ratio = f"{least / timed['torch'][0]:.2f}x" if "torch" in timed else "-"
+            rows.append((batch_size, name, f"{least:.3f}", f"{median:.3f}", f"{peak:.0f}", ratio))
+    print(header())
+    print(f"data: Fashion-MNIST; {args.steps} steps per round, {args.rounds} interleaved rounds, one process each")
+    print(table(rows, ["batch", "framework", "min s", "median s", "peak MiB", "min / torch min"]))
 
 
 if __name__ == "__main__":
