@@ -4,6 +4,7 @@ gpunn is timed with :func:`gpunn.utils.time_fn` (CUDA events on the GPU, perf_co
 on the CPU, the median of the repeats); PyTorch the same way with its own events.
 """
 
+import multiprocessing
 import statistics
 import subprocess
 import time
@@ -67,3 +68,39 @@ def table(rows, columns):
              "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
     lines += ["| " + " | ".join(str(v).ljust(w) for v, w in zip(r, widths)) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def rss_mib(field="VmRSS"):
+    """This process's resident memory (VmRSS) or its peak so far (VmHWM), in MiB, from /proc (Linux)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise OSError("no /proc/self/status: peak memory is measured on Linux only")
+
+
+def _measure(conn, prepare, args, warm_args):
+    if warm_args is not None:
+        prepare(*warm_args)()  # a small run first: what a library loads lazily does not count
+    work = prepare(*args)  # inputs made here count in the baseline, not in the peak
+    with open("/proc/self/clear_refs", "w") as clear:
+        clear.write("5")  # resets VmHWM to the current resident memory (Linux 4.0+)
+    base = rss_mib()
+    work()
+    conn.send(rss_mib("VmHWM") - base)
+
+
+def peak_host_mib(prepare, args, warm_args=None):
+    """Peak host memory (MiB) that ``prepare(*args)()`` adds, measured in a fresh process of its own.
+
+    ``prepare`` (a module-level function) builds the inputs and returns the work to measure; the
+    answer is the peak resident memory during the work minus the resident memory before it.
+    ``warm_args``: a small problem run first, so that libraries' lazy set-up is not counted.
+    """
+    context = multiprocessing.get_context("spawn")
+    parent, child = context.Pipe()
+    process = context.Process(target=_measure, args=(child, prepare, args, warm_args), daemon=True)
+    process.start()
+    peak = parent.recv()
+    process.join()
+    return peak

@@ -17,16 +17,9 @@ import time
 
 import numpy as np
 
+from benchmarks.common import rss_mib
+
 PARAMETERS = 61_706  # LeNet-5 as gpunn.examples.lenet builds it
-
-
-def rss_kib(field):
-    """VmRSS or VmHWM (the peak) of this process, in KiB, from /proc (Linux)."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    return 0
 
 
 def gpunn_round(x, y, batch_size):
@@ -96,7 +89,7 @@ FRAMEWORKS = {"gpunn": gpunn_round, "torch": torch_round, "keras": keras_round}
 def worker(conn, framework, x, y, batch_size):
     """Build, check, then train one round per request; answer the seconds, and at the end the peak memory."""
     try:
-        base = rss_kib("VmRSS")
+        base = rss_mib()
         train = FRAMEWORKS[framework](x, y, batch_size)
         loss = train()  # the untimed round: builds everything, and must have learnt
         if not loss < 2.0:
@@ -106,7 +99,7 @@ def worker(conn, framework, x, y, batch_size):
             start = time.perf_counter()
             train()
             conn.send(time.perf_counter() - start)
-        conn.send((rss_kib("VmHWM") - base) / 1024)
+        conn.send(rss_mib("VmHWM") - base)
     except ImportError as error:
         conn.send(("missing", str(error)))
     except Exception as error:  # the parent reports it, and the other frameworks still run
