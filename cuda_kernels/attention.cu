@@ -14,7 +14,8 @@
 // Backward (with D_i = sum_c dout_ic out_ic, computed beforehand), p_ij = exp(s_ij - lse_i):
 //     dq_i = scale * sum_j p_ij (dout_i . v_j - D_i) k_j            one thread per query row
 //     dv_j = sum_i p_ij dout_i;  dk_j = scale * sum_i p_ij (dout_i . v_j - D_i) q_i   one thread per key row
-// Head dims up to MAXD; causal: key j is allowed for query i when j <= i.
+// Head dims up to MAXD; causal: key j is allowed for query i when j <= i, and tiles that are
+// entirely above the diagonal are not visited.
 
 #define TILE 32
 #define MAXD 128
@@ -30,6 +31,13 @@ __device__ __forceinline__ void block_place(long long B, long long H, long long*
 __device__ __forceinline__ bool allowed(const signed char* mask, int has_mask, int causal, long long b, long long Lk,
                                         long long i, long long j) {
     return (!has_mask || mask[b * Lk + j]) && (!causal || j <= i);
+}
+
+// Keys a block of query rows [row0, row0 + blockDim.x) reads: all, or with a causal mask only j <= i,
+// so the tiles above the diagonal are skipped (the bound is the same for every thread of the block).
+__device__ __forceinline__ long long keys_needed(int causal, long long row0, long long Lk) {
+    const long long last = row0 + (long long)blockDim.x;  // one past the block's last query row
+    return causal && last < Lk ? last : Lk;
 }
 
 // Loads rows [r0, r0 + TILE) of a (rows, width) matrix into tile (zeros past the end).
@@ -58,7 +66,8 @@ __global__ void attention_forward(const float* __restrict__ q, const float* __re
     float m = -INF_F, l = 0.0f;
     for (int c = 0; c < d; ++c) qi[c] = active ? q[(bh * Lq + i) * d + c] * scale : 0.0f;
     for (int c = 0; c < dv; ++c) acc[c] = 0.0f;
-    for (long long j0 = 0; j0 < Lk; j0 += TILE) {
+    const long long j_end = keys_needed(causal, row0, Lk);
+    for (long long j0 = 0; j0 < j_end; j0 += TILE) {
         load_tile(ks, k_bh, j0, Lk, d);
         load_tile(vs, v_bh, j0, Lk, dv);
         __syncthreads();
@@ -104,7 +113,8 @@ __global__ void attention_backward_dq(const float* __restrict__ q, const float* 
     for (int c = 0; c < dv; ++c) doi[c] = active ? dout[(bh * Lq + i) * dv + c] : 0.0f;
     const float lse_i = active ? lse[bh * Lq + i] : INF_F;
     const float delta_i = active ? delta[bh * Lq + i] : 0.0f;
-    for (long long j0 = 0; j0 < Lk; j0 += TILE) {
+    const long long j_end = keys_needed(causal, row0, Lk);
+    for (long long j0 = 0; j0 < j_end; j0 += TILE) {
         load_tile(ks, k + bh * Lk * d, j0, Lk, d);
         load_tile(vs, v + bh * Lk * dv, j0, Lk, dv);
         __syncthreads();
@@ -144,7 +154,7 @@ __global__ void attention_backward_dkv(const float* __restrict__ q, const float*
         vj[c] = active ? v[(bh * Lk + j) * dv + c] : 0.0f;
         dv_acc[c] = 0.0f;
     }
-    for (long long i0 = 0; i0 < Lq; i0 += TILE) {
+    for (long long i0 = causal ? row0 / TILE * TILE : 0; i0 < Lq; i0 += TILE) {  // causal: queries i >= j only
         load_tile(qs, q + bh * Lq * d, i0, Lq, d);
         load_tile(dos, dout + bh * Lq * dv, i0, Lq, dv);
         for (int r = threadIdx.x; r < TILE; r += blockDim.x) {

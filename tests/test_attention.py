@@ -113,7 +113,7 @@ def test_transformer_classifier_learns_a_sequence_task():
 
 
 @pytest.mark.parametrize("d", [16, 32, 64, 128])
-@pytest.mark.parametrize("lq, lk", [(1, 1), (37, 53), (100, 31), (130, 130)])
+@pytest.mark.parametrize("lq, lk", [(1, 1), (37, 53), (100, 31), (130, 130), (300, 260)])
 @pytest.mark.parametrize("causal, masked", [(False, False), (True, False), (False, True), (True, True)])
 def test_kernels_match_twin(d, lq, lk, causal, masked, kernel_device):
     q, k, v = (rng.standard_normal(s).astype(np.float32) for s in ((2, 3, lq, d), (2, 3, lk, d), (2, 3, lk, d)))
