@@ -87,7 +87,7 @@ def plan(quick, sanitizer):
     groups.append([Step("determinism", "4. determinism", task + determinism, 60, ("mnist",))])
     for notebook in sorted((ROOT / "notebooks").glob("*.ipynb")):
         argv = task + ["notebook", f"notebooks/{notebook.name}"] + (["--small"] if quick else [])
-        groups.append([Step("notebooks", f"6. {notebook.stem}", argv, 90, ("matplotlib", "fashion-mnist"))])
+        groups.append([Step("notebooks", f"6. {notebook.stem}", argv, 90, ("matplotlib", "mnist", "fashion-mnist"))])
     return groups
 
 
