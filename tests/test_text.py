@@ -187,3 +187,15 @@ def test_word2vec_example_learns_its_analogies():
     assert sum(got == want for got, (*_, want) in zip(answers, ANALOGIES)) >= 5, answers
     ranked = [w for w, _ in most_similar(embeddings, vocabulary, "king", k=len(vocabulary))]
     assert ranked.index("queen") < ranked.index("girl") and ranked.index("queen") < ranked.index("boy")
+
+
+def test_word2vec_script_prints_neighbours_and_analogies(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    from gpunn.examples.word2vec import ANALOGIES, main
+
+    _, vocabulary, right = main(["--sentences", "300", "--epochs", "3", "--dim", "8", "--plot",
+                                 str(tmp_path / "words.png")])
+    out = capsys.readouterr().out
+    assert "nearest king: " in out and "man is to woman as king is to " in out
+    assert f"{right} of {len(ANALOGIES)} analogies right" in out and right >= 4
+    assert (tmp_path / "words.png").stat().st_size > 0 and "queen" in list(vocabulary)
