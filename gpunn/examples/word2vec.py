@@ -1,6 +1,6 @@
 """Word embeddings learned by skip-gram with negative sampling, on a text generated with known structure.
 
-    python -m gpunn.examples.word2vec                     # 20,000 sentences, 16-d vectors, 5 epochs
+    python -m gpunn.examples.word2vec                     # 5,000 sentences, 16-d vectors, 5 epochs
     python -m gpunn.examples.word2vec --plot words.png    # and the vectors projected on a plane
 
 The text is made up, so that what the vectors should learn is known and can be checked. People vary in
@@ -103,7 +103,7 @@ def train(sentences, dim=16, epochs=5, window_size=3, negative_samples=2.0, batc
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m gpunn.examples.word2vec", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sentences", type=int, default=20_000)
+    parser.add_argument("--sentences", type=int, default=5_000)
     parser.add_argument("--dim", type=int, default=16)
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--window", type=int, default=3)
