@@ -175,7 +175,8 @@ def test_pca_keeps_the_two_directions_of_largest_variance():
         pca(np.ones(5))
 
 
-def test_word2vec_example_learns_its_analogies():
+def test_word2vec_example_learns_its_analogies(tmp_path):
+    import gpunn
     from gpunn.examples.word2vec import ANALOGIES, synthetic_corpus, train
 
     sentences = synthetic_corpus(500, seed=0)
@@ -187,6 +188,9 @@ def test_word2vec_example_learns_its_analogies():
     assert sum(got == want for got, (*_, want) in zip(answers, ANALOGIES)) >= 5, answers
     ranked = [w for w, _ in most_similar(embeddings, vocabulary, "king", k=len(vocabulary))]
     assert ranked.index("queen") < ranked.index("girl") and ranked.index("queen") < ranked.index("boy")
+    model.save(tmp_path / "word2vec.npz")  # the two-input model comes back with its vectors
+    loaded = gpunn.load_model(tmp_path / "word2vec.npz")
+    np.testing.assert_array_equal(loaded.get_layer("target_embedding").get_weights()[0], embeddings)
 
 
 def test_word2vec_script_prints_neighbours_and_analogies(tmp_path, capsys):
