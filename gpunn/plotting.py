@@ -9,6 +9,8 @@ returns the figure, so a notebook shows it and a script can ``savefig`` it.
 
 import numpy as np
 
+from gpunn import backend
+
 
 def _axes(ax, figsize):
     import matplotlib.pyplot as plt
@@ -113,4 +115,28 @@ def plot_attention(weights, image=None, xlabel="key position", ylabel="query pos
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
     fig.tight_layout()
+    return fig
+
+
+def plot_embeddings(embeddings, vocabulary, words=None, ax=None, title="word vectors, 2-D PCA"):
+    """Word vectors projected on their two directions of largest variance (:func:`gpunn.text.pca`), labelled.
+
+    ``embeddings`` has one row per word of ``vocabulary`` (ids in order); ``words`` picks the ones to show
+    (default: all but the padding). The projection is computed from the shown words only.
+    """
+    from gpunn.text import pca
+
+    index = {w: i for i, w in enumerate(vocabulary)}
+    words = [w for w in index if w] if words is None else list(words)
+    missing = [w for w in words if w not in index]
+    if missing:
+        raise KeyError(f"plot_embeddings: {missing} not in the vocabulary ({len(index)} words)")
+    points = pca(backend.to_numpy(embeddings)[[index[w] for w in words]])
+    fig, ax = _axes(ax, (6, 5))
+    ax.scatter(points[:, 0], points[:, 1], s=12)
+    for (x, y), word in zip(points, words):
+        ax.annotate(word, (x, y), textcoords="offset points", xytext=(3, 3), fontsize=8)
+    ax.set_xlabel("first principal component")
+    ax.set_ylabel("second principal component")
+    ax.set_title(title)
     return fig

@@ -32,6 +32,7 @@ SMALL = {
     "06_attention_and_transformers": {"TRAIN_SAMPLES": 2000, "TEST_SAMPLES": 500, "EPOCHS": 2, "DEPTH": 32},
     "07_backends_and_kernels": {"BATCH": 8, "REPEAT": 3, "LARGEST": 10 ** 5},
     "08_classic_networks": {"TRAIN_SAMPLES": 1500, "TEST_SAMPLES": 500, "EPOCHS": 2, "FEW_LABELS": 200},
+    "10_word_embeddings": {"N_SENTENCES": 1000, "EPOCHS": 3},
 }
 
 

@@ -39,3 +39,18 @@ def test_history_confusion_images_and_attention_figures():
     assert len(fig.axes) == 12 and sum(bool(ax.images) for ax in fig.axes) == 10
     fig = plotting.plot_attention(np.full((2, 3, 3), 1 / 3), image=np.zeros((3, 3)))
     assert [ax.get_title() for ax in fig.axes] == ["input", "head 1", "head 2"]
+
+
+def test_embeddings_are_drawn_at_their_pca_coordinates():
+    from gpunn.text import pca
+
+    words = ["", "[UNK]", "man", "woman", "king", "queen"]
+    vectors = np.random.default_rng(0).standard_normal((6, 4))
+    fig = plotting.plot_embeddings(gpunn.backend.to_device(vectors), words)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.texts] == words[1:]  # the padding is left out
+    np.testing.assert_allclose(ax.collections[0].get_offsets(), pca(vectors[1:]))
+    fig = plotting.plot_embeddings(vectors, words, ["king", "queen", "man"])
+    np.testing.assert_allclose(fig.axes[0].collections[0].get_offsets(), pca(vectors[[4, 5, 2]]))
+    with pytest.raises(KeyError, match=r"plot_embeddings: \['prince'\] not in the vocabulary"):
+        plotting.plot_embeddings(vectors, words, ["king", "prince"])
