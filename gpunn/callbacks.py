@@ -9,6 +9,7 @@ import math
 import time
 
 import gpunn.backend as backend
+from gpunn import distributed
 
 
 class Callback:
@@ -117,7 +118,8 @@ class ModelCheckpoint(Callback):
     ``filepath`` may hold fields filled from the epoch and the logs, e.g.
     ``"lenet-{epoch:02d}-{val_loss:.3f}.npz"``. Each save is atomic; resume with
     ``model = gpunn.models.load_model(path)`` then
-    ``model.fit(..., epochs=E, initial_epoch=model.epoch)``.
+    ``model.fit(..., epochs=E, initial_epoch=model.epoch)``. In data-parallel training rank 0
+    writes the file (see :mod:`gpunn.distributed`).
     """
 
     def __init__(self, filepath, monitor="val_loss", save_best_only=False, save_weights_only=False, mode="auto",
@@ -142,7 +144,7 @@ class ModelCheckpoint(Callback):
             self.model.save_weights(path)
         else:
             self.model.save(path)
-        if self.verbose:
+        if self.verbose and distributed.is_main_process():
             print(f"Epoch {epoch + 1}: saved {path}")
 
 

@@ -57,6 +57,7 @@ from gpunn.utils.registry import from_identifier
 
 class Optimizer:
     name = None
+    data_parallel = None  # gpunn.distributed.DistributedOptimizer sets the hooks fit calls to train data-parallel
 
     def __init__(self, learning_rate=0.001, clipnorm=None, clipvalue=None, global_clipnorm=None, lr=None):
         if lr is not None:  # Keras 2's spelling, still on many slides

@@ -19,6 +19,9 @@ renamed over the target: an interrupted save leaves the previous file intact.
 A save killed outright leaves its temporary behind (``.<name>.<random>.tmp``);
 the next save to the same target removes it. Saved files get the permissions
 the umask gives, like any file the user writes.
+
+In data-parallel training (:mod:`gpunn.distributed`) every rank holds the same model and only
+rank 0 writes; the other ranks' saves return at once.
 """
 
 import glob
@@ -32,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 import gpunn.backend as backend
+from gpunn import distributed
 from gpunn import layers as layers_module
 from gpunn import optimizers
 
@@ -139,6 +143,8 @@ def _weight_arrays(model):
 
 
 def _write(path, header, arrays):
+    if not distributed.is_main_process():  # data-parallel: rank 0 writes what every rank holds
+        return
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():

@@ -93,13 +93,13 @@ def test_reads_back_to_the_host_work_and_are_counted(cupy):
     assert counted.syncs == 5 and counted.uploads == 0
 
 
-def lenet_step(cupy, batch=128):
+def lenet_step(cupy, batch=128, optimizer="adam"):
     """A compiled LeNet-5 on the stand-in, one batch on the device, and its train step."""
     from gpunn.examples.lenet import lenet5
 
     gpunn.utils.set_seed(0)
     model = lenet5()
-    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.compile(optimizer, "sparse_categorical_crossentropy", metrics=["accuracy"])
     rng = np.random.default_rng(0)
     x = backend.to_device(rng.random((batch, 1, 28, 28), dtype=np.float32))
     y = backend.to_device(rng.integers(0, 10, batch))

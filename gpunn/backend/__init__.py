@@ -196,6 +196,11 @@ def is_gpu():
     return _cupy is not None
 
 
+def device_count():
+    """How many GPUs this process sees (0 on the NumPy backend)."""
+    return _cupy.cuda.runtime.getDeviceCount() if _cupy is not None else 0
+
+
 def get_array_module(x):
     """The array module (numpy or cupy) that owns ``x`` -- Chainer's classic helper."""
     if _cupy is not None and isinstance(x, _cupy.ndarray):
@@ -261,6 +266,21 @@ def reseed(*keys):
     """
     if _seed is not None:
         _seed_device([_seed, 2, *keys])
+
+
+def current_seed():
+    """The seed last given to :func:`seed` (None: the generators were started from the OS's entropy)."""
+    return _seed
+
+
+def split(key):
+    """Go on with the device generator on a stream of its own for ``key``, started from where it stands.
+
+    Data-parallel training (:mod:`gpunn.distributed`) calls it with the rank once every rank has drawn
+    the same shuffle, so that each rank then draws its own dropout masks.
+    """
+    start = int(_rng.randint(0, 2**31 - 1)) if _cupy is not None else int(_rng.integers(2**63))
+    _seed_device([start, key])
 
 
 def host_rng():

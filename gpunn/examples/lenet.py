@@ -3,8 +3,12 @@
     python -m gpunn.examples.lenet                       # MNIST, 10 epochs, Adam 1e-3, batch 128
     python -m gpunn.examples.lenet --dataset fashion_mnist --plot history.png
     GPUNN_BACKEND=numpy python -m gpunn.examples.lenet --epochs 1
+    mpirun -n 2 python -m gpunn.examples.lenet --distributed --epochs 1   # data-parallel on 2 processes
 
-The model is the course's Keras program, layer for layer.
+The model is the course's Keras program, layer for layer. With ``--distributed`` every process
+(one per CPU slot, or per GPU) trains on its share of each batch of ``--batch-size`` and the
+gradients are averaged (see :mod:`gpunn.distributed`): the same steps as one process, and rank 0
+prints.
 """
 
 import argparse
@@ -13,6 +17,7 @@ import time
 import numpy as np
 
 import gpunn
+import gpunn.distributed as dist
 from gpunn import backend
 from gpunn.callbacks import Callback
 from gpunn.examples.common import load_dataset, require_matplotlib, save_figure
@@ -72,30 +77,37 @@ def main(argv=None):
     parser.add_argument("--limit", type=int, help="use only the first N training and test images (a quick try)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--plot", metavar="PNG", help="save the loss/accuracy curves to this file")
+    parser.add_argument("--distributed", action="store_true",
+                        help="data-parallel over the processes of mpirun -n N (--batch-size is the global batch)")
     args = parser.parse_args(argv)
     if args.plot:
         require_matplotlib(parser, "--plot")
 
     if args.backend:
         backend.set_backend(args.backend)
+    if args.distributed:
+        dist.init()  # before building the model: on GPUs it picks this process's device
+    say = print if dist.is_main_process() else lambda *args, **kwargs: None  # rank 0 speaks for all
     gpunn.utils.set_seed(args.seed)
-    print(f"gpunn {gpunn.__version__} on {backend.current()}")
+    say(f"gpunn {gpunn.__version__} on {backend.current()}" +
+        (f", rank 0 of {dist.size()} data-parallel" if args.distributed else ""))
     (x_train, y_train), (x_test, y_test) = load(args.dataset, args.limit)
-    print(f"{args.dataset}: {len(x_train)} training and {len(x_test)} test images")
+    say(f"{args.dataset}: {len(x_train)} training and {len(x_test)} test images")
 
     model = lenet5()
-    model.summary()
-    model.compile(optimizer=args.optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.summary(print_fn=say)
+    optimizer = dist.DistributedOptimizer(args.optimizer) if args.distributed else args.optimizer
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     timer = EpochTimer()
     history = model.fit(x_train, y_train, batch_size=args.batch_size, epochs=args.epochs,
                         validation_data=(x_test, y_test), callbacks=[timer])
     for epoch, seconds in enumerate(timer.times, start=1):
-        print(f"epoch {epoch}: {seconds:.2f} s")
+        say(f"epoch {epoch}: {seconds:.2f} s")
     loss, accuracy = model.evaluate(x_test, y_test, batch_size=1000)
-    print(f"test accuracy: {accuracy:.4f} (loss {loss:.4f})")
-    if args.plot:
+    say(f"test accuracy: {accuracy:.4f} (loss {loss:.4f})")
+    if args.plot and dist.is_main_process():
         save_figure(plot_history(history), args.plot)
-        print(f"curves saved to {args.plot}")
+        say(f"curves saved to {args.plot}")
     return accuracy
 
 

@@ -4,6 +4,7 @@ import numpy as np
 
 import gpunn.backend as backend
 from gpunn import config
+from gpunn.distributed import batch_norm, group as distributed_group
 from gpunn.layers.base import Layer
 
 
@@ -19,6 +20,11 @@ class BatchNormalization(Layer):
 
     At inference the moving averages replace mu and var.
 
+    In data-parallel training (:mod:`gpunn.distributed`) each rank normalizes its share of the batch with
+    the share's own mu and var, as in Keras and Horovod; ``synchronized=True`` takes mu and var over the
+    whole batch instead (every rank's share), with the backward pass to match
+    (:mod:`gpunn.distributed.batch_norm`). On one process the two are the same.
+
     Backward (training), with dx_hat = dy * gamma::
 
         dgamma = sum(dy * x_hat)     dbeta = sum(dy)
@@ -31,15 +37,18 @@ class BatchNormalization(Layer):
             given ``data_format='channels_last'`` while the default is channels-first, write axis=-1.
         momentum: of the moving averages (Keras's default 0.99).
         epsilon: added to the variance (Keras's default 1e-3).
+        synchronized: in data-parallel training, the statistics of the whole batch rather than of each
+            rank's share (one all-reduce in the forward pass and one in the backward pass).
     """
 
-    def __init__(self, axis=None, momentum=0.99, epsilon=1e-3, center=True, scale=True, **kwargs):
+    def __init__(self, axis=None, momentum=0.99, epsilon=1e-3, center=True, scale=True, synchronized=False, **kwargs):
         super().__init__(**kwargs)
         if not 0 <= momentum < 1 or epsilon <= 0:
             raise ValueError(f"Layer '{self.name}': momentum must be in [0, 1) and epsilon > 0; "
                              f"received momentum={momentum!r}, epsilon={epsilon!r}")
         self.axis, self.momentum, self.epsilon, self.center, self.scale = axis, float(momentum), float(epsilon), \
             center, scale
+        self.synchronized = bool(synchronized)
 
     def build(self, input_shape):
         rank = len(input_shape) + 1  # of a batch
@@ -66,9 +75,12 @@ class BatchNormalization(Layer):
         xp = backend.get_array_module(x)
         axes, shape = self._axes(x)
         gamma, beta = self.gamma.reshape(shape), self.beta.reshape(shape)
+        self.group = self._process_group() if training else None
         if training:
             mu = x.mean(axis=axes)
             var = x.var(axis=axes)
+            if self.group is not None:  # the whole batch's, from every rank's share
+                mu, var, self.total = batch_norm.moments(self.group, mu, var, x.size // mu.size)
             self.moving_mean *= self.momentum
             self.moving_mean += (1 - self.momentum) * mu
             self.moving_variance *= self.momentum
@@ -88,12 +100,20 @@ class BatchNormalization(Layer):
         if not self.training:  # mu and var are constants
             return dx_hat * self.inv_std
         m = dy.size // self.gamma.size
-        return (self.inv_std / m) * (m * dx_hat - dx_hat.sum(axis=axes, keepdims=True)
-                                     - self.x_hat * (dx_hat * self.x_hat).sum(axis=axes, keepdims=True))
+        sum_dx_hat, sum_dx_hat_x_hat = dx_hat.sum(axis=axes, keepdims=True), (dx_hat * self.x_hat).sum(axis=axes,
+                                                                                                       keepdims=True)
+        if self.group is not None:  # the sums over the whole batch
+            sum_dx_hat, sum_dx_hat_x_hat = batch_norm.gradient_sums(self.group, sum_dx_hat, sum_dx_hat_x_hat, m,
+                                                                    self.total)
+        return (self.inv_std / m) * (m * dx_hat - sum_dx_hat - self.x_hat * sum_dx_hat_x_hat)
+
+    def _process_group(self):
+        """The ranks to synchronize the statistics with: None unless ``synchronized`` and gpunn.distributed started."""
+        return distributed_group.current() if self.synchronized else None
 
     def get_config(self):
         return {**super().get_config(), "axis": self.axis, "momentum": self.momentum, "epsilon": self.epsilon,
-                "center": self.center, "scale": self.scale}
+                "center": self.center, "scale": self.scale, "synchronized": self.synchronized}
 
 
 class LayerNormalization(Layer):

@@ -121,6 +121,10 @@ class Trainer:
         (``steps_per_epoch`` batches an epoch). ``sample_weight`` (one per sample) or
         ``class_weight`` (``{class: weight}``) scale each sample's share of the loss; the metrics
         stay unweighted, as in Keras. ``verbose``: see :mod:`gpunn.utils.progress`.
+
+        Data-parallel (compiled with :func:`gpunn.distributed.DistributedOptimizer`, run by ``mpirun``):
+        ``batch_size`` is the global batch, shared out between the ranks, and the logs are those of every
+        rank's samples together; see :mod:`gpunn.distributed`.
         """
         if "nb_epoch" in kwargs:
             warnings.warn("fit(nb_epoch=...) is the old Keras 1 spelling; use epochs=...", DeprecationWarning, stacklevel=2)
@@ -140,6 +144,9 @@ class Trainer:
             val = data_adapters.adapt(self, x_val, y_val, w_val, None, None if data_adapters.is_batches(x_val) else
                                       batch_size, steps=validation_steps, what="validation_data",
                                       steps_name="validation_steps")
+        parallel = self.optimizer.data_parallel  # the hooks of data-parallel training (gpunn.distributed), or None
+        if parallel is not None:  # rank 0's model on every rank; each rank's share of the data; rank 0 prints
+            train, val, verbose = parallel.begin(self, train, val, verbose)
         history = History()
         callbacks = list(callbacks or []) + [history]  # last, so it records what the others add to the logs
         for cb in callbacks:
@@ -161,7 +168,7 @@ class Trainer:
                 for cb in callbacks:
                     cb.on_batch_end(batch, {"batch": batch, "size": len(xb[0]), "loss": loss})
                 progress.update(len(xb[0]) if train.unit == "sample" else 1, totals)
-                if self.stop_training:
+                if self._stopping(parallel):
                     break
             if train.ran_out:
                 warnings.warn(data_adapters.RAN_OUT, stacklevel=2)
@@ -169,15 +176,17 @@ class Trainer:
                     progress.close(None)
                     break
                 self.stop_training = True
-            logs = totals.result()
+            logs = totals.result(parallel)
+            if parallel is not None:  # every rank's moving averages alike before validating and saving
+                parallel.end_epoch(self)
             if val is not None:
-                logs.update({f"val_{k}": v for k, v in self._evaluate_batches(val).items()})
+                logs.update({f"val_{k}": v for k, v in self._evaluate_batches(val, parallel).items()})
             progress.close(logs)
             self.epoch = epoch + 1
             train.on_epoch_end()
             for cb in callbacks:
                 cb.on_epoch_end(epoch, logs)
-            if self.stop_training:
+            if self._stopping(parallel):
                 break
         for cb in callbacks:
             cb.on_train_end()
@@ -193,13 +202,20 @@ class Trainer:
             print(" - ".join(f"{k}: {v:.4f}" for k, v in logs.items()))
         return logs if return_dict else list(logs.values())
 
-    def _evaluate_batches(self, data):
+    def _stopping(self, parallel):
+        """Whether training stops now. Data-parallel, every rank stops when one asks: a rank stopping alone
+        would leave the others waiting in the next all-reduce."""
+        if parallel is not None:
+            self.stop_training = parallel.any(self.stop_training)
+        return self.stop_training
+
+    def _evaluate_batches(self, data, parallel=None):
         totals = Totals(self)
         for xb, yb, wb in data.batches():
             y_pred = self.forward(xb, training=False)
             totals.add(self.compute_loss(y_pred, yb, wb), y_pred, yb)
         data.on_epoch_end()
-        return totals.result()
+        return totals.result(parallel)
 
     def predict(self, x, batch_size=None, verbose=0, steps=None):
         """The model's outputs for ``x`` (arrays, a generator or a PyDataset) as NumPy arrays whatever the backend:
@@ -240,10 +256,15 @@ class Totals:
         self.n += m
         self.sums = parts if self.sums is None else [s + p for s, p in zip(self.sums, parts)]
 
-    def result(self):
-        """{'loss': ..., 'accuracy': ...} as Python floats (one device-to-host copy)."""
-        if not self.n:
+    def result(self, parallel=None):
+        """{'loss': ..., 'accuracy': ...} as Python floats (one device-to-host copy); with the hooks of
+        data-parallel training, ``parallel``, over the samples of every rank together."""
+        names, xp = heads_module.log_names(self.model, self.model.heads), backend.xp
+        sums = np.zeros(len(names)) if self.sums is None else \
+            backend.to_numpy(xp.stack([xp.asarray(v, dtype=np.float64) for v in self.sums]))
+        n = self.n
+        if parallel is not None:
+            sums, n = parallel.sum_totals(sums, n)
+        if not n:
             raise ValueError("no batches to average over: the generator had run out of data")
-        xp = backend.xp
-        values = backend.to_numpy(xp.stack([xp.asarray(v, dtype=np.float64) for v in self.sums])) / self.n
-        return {name: float(v) for name, v in zip(heads_module.log_names(self.model, self.model.heads), values)}
+        return {name: float(v) for name, v in zip(names, sums / n)}

@@ -12,6 +12,7 @@ otherwise (``tqdm.auto`` would warn "IProgress not found" there).
 """
 
 import importlib.util
+import os
 import sys
 import time
 
@@ -36,7 +37,14 @@ def in_notebook():
 
 
 def is_terminal(stream):
-    return bool(getattr(stream, "isatty", lambda: False)())
+    """A terminal a bar can be redrawn on. A pseudo-terminal that reports a width of 0 is not: tqdm draws an
+    empty bar there, and mpirun hands its ranks such terminals."""
+    if not getattr(stream, "isatty", lambda: False)():
+        return False
+    try:
+        return os.get_terminal_size(stream.fileno()).columns > 0
+    except (OSError, ValueError):  # no file descriptor to ask (an object standing in for a terminal)
+        return True
 
 
 def bar_class():

@@ -49,6 +49,7 @@ class Counts:
 
 counts = Counts()
 _live = {}  # id(buffer) -> bytes, for every live device buffer (the memory pool's used_bytes)
+_buffers = {}  # id(buffer) -> a weak reference to it, to find a buffer from a pointer (``a.data.ptr``)
 
 
 def allocated(a):
@@ -60,11 +61,34 @@ def allocated(a):
         base = base.base
     if id(base) not in _live:
         _live[id(base)] = base.nbytes
+        _buffers[id(base)] = weakref.ref(base)
         weakref.finalize(base, _live.pop, id(base), None)
+        weakref.finalize(base, _buffers.pop, id(base), None)
 
 
 def used_bytes():
     return sum(_live.values())
+
+
+def device_memory(ptr, nbytes, where):
+    """The ``nbytes`` bytes of device memory at address ``ptr``, as a uint8 NumPy view, for code that takes raw
+    pointers (NCCL). A pointer outside every live device buffer -- a host array's, a freed buffer's, or a
+    count that runs past the end -- is refused: on a GPU it would crash, or read another array's memory."""
+    for ref in list(_buffers.values()):
+        base = ref()
+        if base is None:
+            continue
+        start = base.__array_interface__["data"][0]
+        if start <= ptr < start + max(base.nbytes, 1):
+            if ptr + nbytes > start + base.nbytes:
+                raise ValueError(f"{where}: {nbytes} bytes from this pointer run {ptr + nbytes - start - base.nbytes} "
+                                 f"bytes past the end of its device buffer ({base.nbytes} bytes)")
+            flat = base.reshape(-1).view(np.uint8) if base.flags.c_contiguous else None
+            if flat is None:
+                raise ValueError(f"{where}: the device buffer at this pointer is not contiguous")
+            return flat[ptr - start:ptr - start + nbytes]
+    raise ValueError(f"{where}: the pointer {ptr:#x} is in no live device buffer (a host array's pointer, or a freed "
+                     f"buffer's): on a GPU this is an illegal memory access")
 
 
 # --- real CuPy's names -----------------------------------------------------------------------

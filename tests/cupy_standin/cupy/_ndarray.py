@@ -82,6 +82,13 @@ class ndarray:
     flags = property(lambda self: self._a.flags)
     T = property(lambda self: ndarray(self._a.T))
 
+    @property
+    def data(self):
+        """The device memory's pointer (``a.data.ptr``), for code that hands raw pointers to a library (NCCL)."""
+        from cupy.cuda import MemoryPointer
+
+        return MemoryPointer(self._a.__array_interface__["data"][0])
+
     def __len__(self):
         return len(self._a)
 

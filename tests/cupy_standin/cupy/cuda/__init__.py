@@ -62,6 +62,23 @@ class Event:
         counts.syncs += 1
 
 
+class MemoryPointer:
+    """``a.data``: where an array's device memory starts (``ptr``, an integer address)."""
+
+    def __init__(self, ptr):
+        self.ptr = ptr
+
+
+class Stream:
+    """A CUDA stream: the stand-in runs everything at once, on the null stream (handle 0)."""
+
+    ptr = 0
+
+
+def get_current_stream(device=None):
+    return Stream()
+
+
 def get_elapsed_time(start_event, end_event):
     """Milliseconds between two recorded events."""
     return 1e3 * (end_event.time - start_event.time)

@@ -33,7 +33,7 @@ class RandomState:
         return wrap(self._rng.uniform(low, high, size).astype(dtype, copy=False))
 
     def randint(self, low, high=None, size=None, dtype=int):
-        return wrap(self._rng.randint(low, high, size).astype(dtype, copy=False))
+        return wrap(np.asarray(self._rng.randint(low, high, size)).astype(dtype, copy=False))  # size None: 0-d, as CuPy
 
     def permutation(self, num):
         if not isinstance(num, (int, np.integer)):
