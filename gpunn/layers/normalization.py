@@ -33,6 +33,8 @@ class BatchNormalization(Layer):
         epsilon: added to the variance (Keras's default 1e-3).
     """
 
+    supports_masking = True  # the output keeps the input's mask (gpunn.layers.masking)
+
     def __init__(self, axis=None, momentum=0.99, epsilon=1e-3, center=True, scale=True, **kwargs):
         super().__init__(**kwargs)
         if not 0 <= momentum < 1 or epsilon <= 0:
@@ -107,6 +109,8 @@ class LayerNormalization(Layer):
     Unlike BatchNormalization it does not look across the batch, so it behaves the
     same in training and at inference -- what Transformers use.
     """
+
+    supports_masking = True  # the output keeps the input's mask (gpunn.layers.masking)
 
     def __init__(self, epsilon=1e-3, **kwargs):
         super().__init__(**kwargs)

@@ -7,6 +7,7 @@ import numpy as np
 
 import gpunn.backend as backend
 from gpunn.layers.attention import MultiHeadAttention
+from gpunn.layers import masking
 from gpunn.layers.base import Layer, as_layer, check_rank, layer_config
 from gpunn.layers.core import Dense, Dropout
 from gpunn.layers.normalization import LayerNormalization
@@ -29,6 +30,8 @@ class PositionalEncoding(Layer):
     (length, depth) and kept on the device, so batches copy nothing from the host.
     """
 
+    supports_masking = True  # the output keeps the input's mask (gpunn.layers.masking)
+
     def forward(self, x, training=False):
         check_rank(self, x, 3, "(batch, time, features)")
         key = (x.shape[1], x.shape[2], x.dtype, backend.name)
@@ -48,6 +51,8 @@ class Residual(Layer):
         >>> Residual([MultiHeadAttention(4, 16), Dropout(0.1)])
     """
 
+    supports_masking = True  # the output keeps the input's mask (gpunn.layers.masking)
+
     def __init__(self, layers, **kwargs):
         super().__init__(**kwargs)
         self.sublayers = [as_layer(layer) for layer in (layers if isinstance(layers, (list, tuple)) else [layers])]
@@ -62,10 +67,11 @@ class Residual(Layer):
             raise ValueError(f"Layer '{self.name}': the wrapped layers turn samples of shape {tuple(input_shape)} into "
                              f"{shape}; a residual connection needs them equal")
 
-    def forward(self, x, training=False):
+    def forward(self, x, mask=None, training=False):
+        """``mask``: the input's padding, handed to the wrapped layers that take one (attention)."""
         y = x
         for layer in self.sublayers:
-            y = layer.forward(y, training=training)
+            y = layer.forward(y, **masking.first_mask(layer, mask), training=training)
         return x + y
 
     def backward(self, dy):
@@ -93,6 +99,8 @@ class TransformerEncoder(Layer):
         dropout: after the attention and after the feed-forward network.
     """
 
+    supports_masking = True  # the output keeps the input's mask (gpunn.layers.masking)
+
     def __init__(self, num_heads, key_dim, ff_dim, dropout=0.1, use_causal_mask=False, **kwargs):
         super().__init__(**kwargs)
         self.num_heads, self.key_dim, self.ff_dim = num_heads, key_dim, ff_dim
@@ -117,9 +125,10 @@ class TransformerEncoder(Layer):
         for layer in self.sublayers:
             layer.build(tuple(input_shape))
 
-    def forward(self, x, training=False):
+    def forward(self, x, mask=None, training=False):
+        """``mask`` (batch, time): padded steps, which the self-attention never looks at."""
         for layer in self.sublayers:
-            x = layer.forward(x, training=training)
+            x = layer.forward(x, **masking.first_mask(layer, mask), training=training)
         return x
 
     def backward(self, dy):
