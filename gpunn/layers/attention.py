@@ -1,6 +1,8 @@
-"""Attention layers: MultiHeadAttention (scaled dot-product, on the fused kernel) and AdditiveAttention.
+"""MultiHeadAttention: scaled dot-product attention on the fused kernel.
 
-Sequences are (batch, time, features). The Transformer's other blocks are in :mod:`gpunn.layers.transformer`.
+Sequences are (batch, time, features). The Transformer's other blocks are in :mod:`gpunn.layers.transformer`;
+the single-score attention layers of encoder-decoder RNNs (Luong's ``Attention``, Bahdanau's
+``AdditiveAttention``) in :mod:`gpunn.layers.dense_attention`.
 """
 
 import math
@@ -208,91 +210,3 @@ class MultiHeadAttention(Layer):
         return {**super().get_config(), "num_heads": self.num_heads, "key_dim": self.key_dim,
                 "value_dim": self.value_dim, "dropout": self.dropout, "use_bias": self.use_bias,
                 "use_causal_mask": self.use_causal_mask}
-
-
-class AdditiveAttention(Layer):
-    """Bahdanau-style additive scoring, as Keras's AdditiveAttention (self-attention in a Sequential model).
-
-        score(q_i, k_j) = sum_c scale_c tanh(q_ic + k_jc)         (learned scale vector)
-        a_i = softmax_j(score(q_i, k_j)),   out_i = sum_j a_ij v_j
-
-    Called directly, ``layer(query, value, key=None, return_attention_scores=False)``.
-    """
-
-    def __init__(self, use_scale=True, **kwargs):
-        super().__init__(**kwargs)
-        self.use_scale = use_scale
-
-    def build(self, input_shape):
-        super().build(input_shape)
-        if self.use_scale:
-            self.add_weight("scale", (input_shape[-1],), "glorot_uniform")
-
-    def output_shape_for(self, shapes):
-        query = shapes["query"]
-        if isinstance(query, list):  # Keras's form: [query, value] or [query, value, key]
-            query, value = query[0], query[1]
-        else:
-            value = shapes.get("value") or query
-        out = tuple(query[:-1]) + (value[-1],)
-        return [out, (query[0], (shapes.get("key") or value)[0])] if shapes.get("return_attention_scores") else out
-
-    def build_for(self, shapes):
-        query = shapes["query"]
-        self.build(query[0] if isinstance(query, list) else query)
-
-    def forward(self, query, value=None, key=None, return_attention_scores=False, training=False):
-        """``layer([query, value])`` (Keras's form) or ``layer(query, value, key)``; ``layer(x)``: self-attention."""
-        if isinstance(query, (list, tuple)):
-            query, value, key = (list(query) + [None])[:3]
-        value = query if value is None else value
-        key = value if key is None else key
-        out = self.attend(query, value, key)
-        return [out, self.attention_weights] if return_attention_scores else out
-
-    def backward_call(self, dy, arguments):
-        if isinstance(dy, list):  # the attention weights take no gradient
-            dy = dy[0]
-        self.backward(dy)
-        dquery, dvalue, dkey = self.input_grads
-        given = arguments["query"]
-        if isinstance(given, (list, tuple)):
-            grads = [dquery, dvalue + (dkey if len(given) == 2 else 0), dkey][:len(given)]
-            return {"query": grads}
-        if arguments.get("value") is None:
-            return {"query": dquery + dvalue + dkey}
-        if arguments.get("key") is None:
-            return {"query": dquery, "value": dvalue + dkey}
-        return {"query": dquery, "value": dvalue, "key": dkey}
-
-    def attend(self, query, value, key):
-        xp = backend.get_array_module(query)
-        for what, x in (("query", query), ("value", value), ("key", key)):
-            check_rank(self, x, 3, f"{what} of shape (batch, time, features)")
-        if query.shape[-1] != key.shape[-1]:
-            raise ValueError(f"Layer '{self.name}': query and key need the same number of features; received "
-                             f"{tuple(query.shape)} and {tuple(key.shape)}")
-        self.inputs = (query, value, key)
-        self.t = xp.tanh(query[:, :, None, :] + key[:, None, :, :])  # (B, Lq, Lk, n)
-        scale = self.scale if self.use_scale else 1.0
-        scores = (self.t * scale).sum(axis=-1)
-        e = xp.exp(scores - scores.max(axis=-1, keepdims=True))
-        self.attention_weights = e / e.sum(axis=-1, keepdims=True)
-        return self.attention_weights @ value
-
-    def backward(self, dy):
-        query, value, key = self.inputs
-        a = self.attention_weights
-        dvalue = a.swapaxes(-1, -2) @ dy
-        da = dy @ value.swapaxes(-1, -2)
-        dscores = a * (da - (da * a).sum(axis=-1, keepdims=True))
-        scale = self.scale if self.use_scale else 1.0
-        if self.use_scale:
-            self.grads["scale"] = (dscores[..., None] * self.t).sum(axis=(0, 1, 2))
-        dpre = dscores[..., None] * scale * (1 - self.t * self.t)  # through tanh, (B, Lq, Lk, n)
-        dquery, dkey = dpre.sum(axis=2), dpre.sum(axis=1)
-        self.input_grads = (dquery, dvalue, dkey)
-        return dquery + dkey + dvalue if query is key is value else dquery
-
-    def get_config(self):
-        return {**super().get_config(), "use_scale": self.use_scale}
