@@ -5,8 +5,8 @@ import pytest
 
 import gpunn.backend as backend
 from gpunn import layers
-from gpunn.layers import (GRU, LSTM, Activation, Add, AdditiveAttention, Average, AveragePooling1D, AvgPool2D,
-                          BatchNormalization, Bidirectional, Concatenate, Conv1D, Conv2D, Dense, Dot, Dropout,
+from gpunn.layers import (GRU, LSTM, Activation, Add, AdditiveAttention, Attention, Average, AveragePooling1D,
+                          AvgPool2D, BatchNormalization, Bidirectional, Concatenate, Conv1D, Conv2D, Dense, Dot, Dropout,
                           Embedding, Flatten, GlobalAveragePooling1D, Maximum, Minimum, Multiply, Subtract,
                           GlobalAveragePooling2D, LayerNormalization, MaxPool2D, MaxPooling1D, Maxout, MultiHeadAttention,
                           PositionalEncoding, PReLU, Reshape, Residual, SimpleRNN, TimeDistributed, TransformerEncoder,
@@ -45,6 +45,8 @@ CASES = {
     "time_distributed": (lambda: TimeDistributed(Dense(2)), SEQUENCES),
     "multi_head_attention": (lambda: MultiHeadAttention(2, 4, use_causal_mask=True), SEQUENCES),
     "additive_attention": (lambda: AdditiveAttention(), SEQUENCES),
+    "additive_attention_units": (lambda: AdditiveAttention(units=3), SEQUENCES),
+    "attention": (lambda: Attention(use_scale=True), SEQUENCES),
     "layer_normalization": (lambda: LayerNormalization(), SEQUENCES),
     "positional_encoding": (lambda: PositionalEncoding(), SEQUENCES),
     "residual": (lambda: Residual([Dense(4), LayerNormalization()]), SEQUENCES),

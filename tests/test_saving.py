@@ -12,7 +12,7 @@ from gpunn.callbacks import ModelCheckpoint
 from gpunn.layers import (GRU, LSTM, Activation, AveragePooling1D, AvgPool2D, BatchNormalization, Bidirectional, Conv1D,
                           Conv2D, Dense, Dropout, Embedding, Flatten, GlobalAveragePooling2D, Layer, MaxPool2D,
                           MaxPooling1D, Maxout, PReLU, Reshape, SimpleRNN, TimeDistributed, ZeroPadding2D)
-from gpunn.layers import (AdditiveAttention, GlobalAveragePooling1D, LayerNormalization, MultiHeadAttention,
+from gpunn.layers import (AdditiveAttention, Attention, GlobalAveragePooling1D, LayerNormalization, MultiHeadAttention,
                           PositionalEncoding, Residual, TransformerEncoder)
 from gpunn.models import load_model
 from gpunn.regularizers import l2
@@ -38,7 +38,8 @@ MODELS = {
                                   Dense(3, activation="softmax")],
     "transformer": lambda: [Dense(8, input_shape=(6, 5)), PositionalEncoding(), TransformerEncoder(2, 4, 16),
                             Residual([MultiHeadAttention(2, 4, value_dim=3), LayerNormalization()]),
-                            Residual(AdditiveAttention()), GlobalAveragePooling1D(), Dense(3, activation="softmax")],
+                            Residual(AdditiveAttention()), Residual(Attention(use_scale=True)),
+                            Residual(AdditiveAttention(units=4)), GlobalAveragePooling1D(), Dense(3, activation="softmax")],
     "rnn": lambda: [Embedding(9, 4, input_length=6), Bidirectional(LSTM(3, return_sequences=True), merge_mode="sum"),
                     GRU(4, reset_after=False, return_sequences=True), TimeDistributed(Dense(5, activation="tanh")),
                     SimpleRNN(3), Dense(3, activation="softmax")],
