@@ -75,19 +75,33 @@ def merging_graph():
     return Model([a, b], out, name="merging")
 
 
+def seq2seq_graph():
+    """The Transformer decoder, which takes the target and the encoder's outputs."""
+    from gpunn import Input, Model
+
+    source, target = Input((6, 5), name="source"), Input((4, 5), name="target")
+    h = layers.TransformerDecoder(2, 4, 8)(Dense(8, name="embed_target")(target), Dense(8, name="embed_source")(source))
+    return Model([source, target], Dense(3, activation="softmax", name="out")(GlobalAveragePooling1D()(h)),
+                 name="seq2seq")
+
+
+GRAPHS = {"merging": merging_graph, "seq2seq": seq2seq_graph}
+
+
 def test_round_trips_cover_every_layer():
     used = {type(layer).__name__ for f in MODELS.values() for top in f() for layer in [top, *top.sublayers]}
-    used |= {type(layer).__name__ for layer in merging_graph().layers}
+    used |= {type(layer).__name__ for graph in GRAPHS.values() for layer in graph().layers}
     every = {name for name in layers.__all__ if name != "Layer" and name[0].isupper()}
     aliases = {"MaxPooling2D", "AveragePooling2D", "Convolution2D", "Convolution1D", "MaxPool1D", "AvgPool1D"}
     assert every - aliases - used == set()
 
 
-def test_graph_model_with_every_merge_layer_round_trips(tmp_path):
+@pytest.mark.parametrize("name", sorted(GRAPHS))
+def test_graph_model_round_trips(name, tmp_path):
     set_seed(0)
-    model = merging_graph()
+    model = GRAPHS[name]()
     model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
-    x = [rng.random((16, 4), dtype=np.float32), rng.random((16, 4), dtype=np.float32)]
+    x = [rng.random((16,) + tuple(i.shape[1:]), dtype=np.float32) for i in model.inputs]
     y = rng.integers(0, 3, 16)
     model.fit(x, y, batch_size=8, epochs=2, verbose=0)
     model.save(tmp_path / "graph.npz")

@@ -13,7 +13,7 @@ from gpunn.layers.normalization import BatchNormalization, LayerNormalization
 from gpunn.layers.pooling import (AveragePooling1D, AveragePooling2D, AvgPool1D, AvgPool2D, GlobalAveragePooling1D,
                                   GlobalAveragePooling2D, MaxPool1D, MaxPool2D, MaxPooling1D, MaxPooling2D)
 from gpunn.layers.recurrent import GRU, LSTM, SimpleRNN
-from gpunn.layers.transformer import PositionalEncoding, Residual, TransformerEncoder
+from gpunn.layers.transformer import PositionalEncoding, Residual, TransformerDecoder, TransformerEncoder
 from gpunn.layers.wrappers import Bidirectional, TimeDistributed
 
 # The layer classes (what a saved model may name), then Keras's lower-case shorthands for the merge layers.
@@ -23,5 +23,5 @@ __all__ = ["Activation", "Add", "AdditiveAttention", "Attention", "Average", "Av
            "GlobalAveragePooling1D", "GlobalAveragePooling2D", "LSTM", "Layer", "LayerNormalization", "MaxPool1D",
            "MaxPool2D", "MaxPooling1D", "MaxPooling2D", "Maximum", "Maxout", "Minimum", "MultiHeadAttention",
            "Multiply", "PReLU", "PositionalEncoding", "Reshape", "Residual", "SimpleRNN", "Subtract", "TimeDistributed",
-           "TransformerEncoder", "ZeroPadding2D",
+           "TransformerDecoder", "TransformerEncoder", "ZeroPadding2D",
            "add", "average", "concatenate", "dot", "maximum", "minimum", "multiply", "subtract"]
