@@ -15,7 +15,8 @@ batches are slices of one shuffled order. A generator's or a PyDataset's batches
 are checked and moved one by one, as they come; each is ``(x, y)`` or
 ``(x, y, sample_weight)`` (``predict`` also takes ``x`` alone).
 
-Sample weights: ``sample_weight`` gives one per example; ``class_weight``
+Sample weights: ``sample_weight`` gives one per example (or, for sequences, one per
+time step: (samples, time), a per-token loss); ``class_weight``
 (``{class: weight}``) gives each example the weight of its class, Keras's rule:
 labels or the arg-max of one-hot rows pick the class, unlisted classes weigh 1.
 """
@@ -242,10 +243,12 @@ def sample_weights(sample_weight, class_weight, ys, n, what):
         return None
     xp = backend.get_array_module(sample_weight)
     w = xp.asarray(sample_weight)
-    if w.dtype.kind not in "fiub" or w.shape not in ((n,), (n, 1)):
-        raise ValueError(f"{what}: sample_weight must hold one number per sample, shape ({n},); received "
-                         f"{_describe(w)}")
-    w = w.reshape(n).astype(np.float32)
+    per_step = w.ndim > 1 and w.shape != (n, 1) and all(y is None or tuple(y.shape[:w.ndim]) == tuple(w.shape)
+                                                        for y in ys or [])
+    if w.dtype.kind not in "fiub" or not (w.shape in ((n,), (n, 1)) or per_step):
+        raise ValueError(f"{what}: sample_weight must hold one number per sample, shape ({n},), or one per time "
+                         f"step of each sample's targets (for sequences, ({n}, time)); received {_describe(w)}")
+    w = (w if per_step else w.reshape(n)).astype(np.float32)
     if n and (not bool(xp.isfinite(w).all()) or float(w.min()) < 0):
         raise ValueError(f"{what}: sample_weight must be finite and >= 0; received values from {float(w.min())} to "
                          f"{float(w.max())}")

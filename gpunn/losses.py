@@ -17,6 +17,13 @@ so when the model ends in the matching activation, ``compile`` calls
 Sample weights w (one per example: ``fit(sample_weight=...)`` or
 ``class_weight``) scale each example's share, as Keras does: J = 1/m sum_i w_i J_i
 and its gradient w_i dJ_i/dA_i (still divided by m, not by the sum of the weights).
+For sequences, w may also give one weight per time step, (m, T): J = 1/(m T) sum_it w_it J_it.
+
+Masks (padded sequences, :mod:`gpunn.layers.masking`; the ``ignore_class`` of
+SparseCategoricalCrossentropy): the loss is the mean over the real steps alone,
+J = 1/n sum over the n real steps of w_it J_it -- Keras's rule, :func:`apply_mask`. A padded
+step then adds exactly nothing to J or to its gradient, so a padded batch has the loss of its
+sequences laid end to end, step for step.
 """
 
 import numpy as np
@@ -34,15 +41,17 @@ class Loss:
         """Keras-style call: the mean loss as a float."""
         return float(self.forward(y_pred, y_true, sample_weight))
 
-    def forward(self, y_pred, y_true, sample_weight=None):
+    def forward(self, y_pred, y_true, sample_weight=None, mask=None):
         raise NotImplementedError
 
     def backward(self):
         raise NotImplementedError
 
     def weighted(self, values):
-        """``values`` (m, ...) with each example's entries scaled by its weight ``self.w`` (m,), if there are any."""
-        return values if self.w is None else values * self.w.reshape((-1,) + (1,) * (values.ndim - 1))
+        """``values`` (m, ...) with each example's entries -- or each step's, for weights (m, T) -- scaled by
+        the weights ``self.w``, if there are any."""
+        w = self.w
+        return values if w is None else values * w.reshape(tuple(w.shape) + (1,) * (values.ndim - w.ndim))
 
     def get_config(self):
         return {"name": self.name}
@@ -53,8 +62,8 @@ class MeanSquaredError(Loss):
 
     name = "mean_squared_error"
 
-    def forward(self, y_pred, y_true, sample_weight=None):
-        self.w = sample_weight
+    def forward(self, y_pred, y_true, sample_weight=None, mask=None):
+        self.w = apply_mask(sample_weight, mask)
         self.diff = y_pred - y_true.reshape(y_pred.shape)
         return self.weighted(self.diff * self.diff).mean()
 
@@ -72,9 +81,9 @@ class BinaryCrossentropy(Loss):
     name = "binary_crossentropy"
     fuses_with = "sigmoid"
 
-    def forward(self, y_pred, y_true, sample_weight=None):
+    def forward(self, y_pred, y_true, sample_weight=None, mask=None):
         xp = backend.get_array_module(y_pred)
-        self.w = sample_weight
+        self.w = apply_mask(sample_weight, mask)
         self.y = y_true.reshape(y_pred.shape)
         self.a = xp.clip(y_pred, _EPS, 1 - _EPS)
         return -self.weighted(self.y * xp.log(self.a) + (1 - self.y) * xp.log(1 - self.a)).mean()
@@ -82,9 +91,9 @@ class BinaryCrossentropy(Loss):
     def backward(self):
         return self.weighted((self.a - self.y) / (self.a * (1 - self.a)) / self.a.size)
 
-    def forward_fused(self, z, a, y_true, sample_weight=None):
+    def forward_fused(self, z, a, y_true, sample_weight=None, mask=None):
         xp = backend.get_array_module(z)
-        self.w = sample_weight
+        self.w = apply_mask(sample_weight, mask)
         self.y, self.a = y_true.reshape(z.shape), a
         return self.weighted(xp.maximum(z, 0) - z * self.y + xp.log1p(xp.exp(-xp.abs(z)))).mean()
 
@@ -98,9 +107,9 @@ class CategoricalCrossentropy(Loss):
     name = "categorical_crossentropy"
     fuses_with = "softmax"
 
-    def forward(self, y_pred, y_true, sample_weight=None):
+    def forward(self, y_pred, y_true, sample_weight=None, mask=None):
         xp = backend.get_array_module(y_pred)
-        self.w = sample_weight
+        self.w = apply_mask(sample_weight, mask)
         self.y = y_true
         self.a = xp.clip(y_pred, _EPS, 1.0)
         return -self.weighted((self.y * xp.log(self.a)).sum(axis=-1)).mean()
@@ -108,8 +117,8 @@ class CategoricalCrossentropy(Loss):
     def backward(self):
         return self.weighted(-self.y / self.a / _batch(self.a))
 
-    def forward_fused(self, z, a, y_true, sample_weight=None):
-        self.w = sample_weight
+    def forward_fused(self, z, a, y_true, sample_weight=None, mask=None):
+        self.w = apply_mask(sample_weight, mask)
         self.y, self.a = y_true, a
         return self.weighted(_logsumexp(z) - (z * y_true).sum(axis=-1)).mean()
 
@@ -118,15 +127,36 @@ class CategoricalCrossentropy(Loss):
 
 
 class SparseCategoricalCrossentropy(Loss):
-    """Categorical cross-entropy with integer labels y in [0, k): J = -1/m sum_i log A_{i, y_i}."""
+    """Categorical cross-entropy with integer labels y in [0, k): J = -1/m sum_i log A_{i, y_i}.
+
+    Args:
+        ignore_class: a label that is not a class but padding (often 0, or -1): those targets are
+            masked, and J is the mean over the others (as in Keras).
+    """
 
     name = "sparse_categorical_crossentropy"
     fuses_with = "softmax"
 
-    def forward(self, y_pred, y_true, sample_weight=None):
+    def __init__(self, ignore_class=None):
+        if ignore_class is not None and (isinstance(ignore_class, bool) or not isinstance(ignore_class,
+                                                                                           (int, np.integer))):
+            raise ValueError(f"SparseCategoricalCrossentropy: ignore_class must be an integer label or None; "
+                             f"received ignore_class={ignore_class!r}")
+        self.ignore_class = None if ignore_class is None else int(ignore_class)
+
+    def _read_labels(self, y_true, like, sample_weight, mask):
+        """The labels, and ``self.w`` with the ignored ones (given class 0 instead, weight 0) masked."""
+        labels = _labels(y_true, like)
+        if self.ignore_class is not None:
+            real = labels != self.ignore_class
+            mask = real if mask is None else mask & real
+            labels = backend.get_array_module(labels).where(real, labels, 0)
+        self.w = apply_mask(sample_weight, mask)
+        return labels
+
+    def forward(self, y_pred, y_true, sample_weight=None, mask=None):
         xp = backend.get_array_module(y_pred)
-        self.w = sample_weight
-        self.labels = _labels(y_true, y_pred)
+        self.labels = self._read_labels(y_true, y_pred, sample_weight, mask)
         self.a = y_pred
         picked = xp.take_along_axis(y_pred, self.labels[..., None], axis=-1)[..., 0]
         return -self.weighted(xp.log(xp.clip(picked, _EPS, 1.0))).mean()
@@ -136,15 +166,34 @@ class SparseCategoricalCrossentropy(Loss):
         onehot = _one_hot(self.labels, self.a)
         return self.weighted(-onehot / xp.clip(self.a, _EPS, 1.0) / _batch(self.a))
 
-    def forward_fused(self, z, a, y_true, sample_weight=None):
+    def forward_fused(self, z, a, y_true, sample_weight=None, mask=None):
         xp = backend.get_array_module(z)
-        self.w = sample_weight
-        self.labels, self.a = _labels(y_true, z), a
+        self.labels, self.a = self._read_labels(y_true, z, sample_weight, mask), a
         picked = xp.take_along_axis(z, self.labels[..., None], axis=-1)[..., 0]
         return self.weighted(_logsumexp(z) - picked).mean()
 
     def backward_fused(self):
         return self.weighted((self.a - _one_hot(self.labels, self.a)) / _batch(self.a))
+
+    def get_config(self):
+        return {**super().get_config(), "ignore_class": self.ignore_class}
+
+
+def apply_mask(sample_weight, mask):
+    """The weights that make a loss the mean over the unmasked steps alone (Keras's rule).
+
+    The losses average over all N = m T entries, so a real step is weighted N / n (n real steps)
+    and a padded one 0: 1/N sum w_it (N/n) m_it J_it = 1/n sum over the real steps of w_it J_it.
+    ``mask``: booleans (m, T), or None (the weights are then returned as they are).
+    """
+    if mask is None:
+        return sample_weight
+    xp = backend.get_array_module(mask)
+    real = mask.astype(np.float32)
+    w = real * (real.size / xp.maximum(real.sum(), 1))  # stays on the device: no count read back
+    if sample_weight is not None:
+        w = w * sample_weight.reshape(tuple(sample_weight.shape) + (1,) * (w.ndim - sample_weight.ndim))
+    return w
 
 
 def _batch(a):
@@ -176,10 +225,11 @@ def get(identifier):
     """A loss from a name ('categorical_crossentropy', 'mse'), a config dict, or an instance."""
     if isinstance(identifier, Loss):
         return identifier
+    settings = {}
     if isinstance(identifier, dict):
-        identifier = identifier.get("name")
+        identifier, settings = identifier.get("name"), {k: v for k, v in identifier.items() if k != "name"}
     if isinstance(identifier, str):
         key = ALIASES.get(identifier.lower(), identifier.lower())
         if key in LOSSES:
-            return LOSSES[key]()
+            return LOSSES[key](**settings)
     raise ValueError(f"Unknown loss {identifier!r}; valid losses are: {', '.join(list(LOSSES) + list(ALIASES))}")

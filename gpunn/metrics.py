@@ -19,14 +19,20 @@ import gpunn.backend as backend
 class Metric:
     name = None
 
-    def count(self, y_pred, y_true):
-        """How many examples of the batch are right (a 0-d array); a sequence counts its fraction right."""
+    def count(self, y_pred, y_true, mask=None):
+        """How many examples of the batch are right (a 0-d array); a sequence counts its fraction right
+        (of its real steps when ``mask``, (batch, time), marks padding)."""
         raise NotImplementedError
 
 
-def _per_example(right):
-    """Sum over the batch of each example's fraction right (sequences: over its time steps)."""
-    return right.reshape(len(right), -1).mean(axis=1).sum()
+def _per_example(right, mask=None):
+    """Sum over the batch of each example's fraction right (sequences: over its time steps, its real ones)."""
+    if mask is None:
+        return right.reshape(len(right), -1).mean(axis=1).sum()
+    xp = backend.get_array_module(right)
+    real = xp.broadcast_to(mask.reshape(tuple(mask.shape) + (1,) * (right.ndim - mask.ndim)), right.shape)
+    real, right = real.reshape(len(real), -1), right.reshape(len(right), -1)
+    return ((right & real).sum(axis=1) / xp.maximum(real.sum(axis=1), 1)).sum()
 
 
 class BinaryAccuracy(Metric):
@@ -35,22 +41,22 @@ class BinaryAccuracy(Metric):
     def __init__(self, threshold=0.5):
         self.threshold = threshold
 
-    def count(self, y_pred, y_true):
-        return _per_example((y_pred > self.threshold) == (y_true.reshape(y_pred.shape) > 0.5))
+    def count(self, y_pred, y_true, mask=None):
+        return _per_example((y_pred > self.threshold) == (y_true.reshape(y_pred.shape) > 0.5), mask)
 
 
 class CategoricalAccuracy(Metric):
     name = "categorical_accuracy"
 
-    def count(self, y_pred, y_true):
-        return _per_example(y_pred.argmax(axis=-1) == y_true.argmax(axis=-1))
+    def count(self, y_pred, y_true, mask=None):
+        return _per_example(y_pred.argmax(axis=-1) == y_true.argmax(axis=-1), mask)
 
 
 class SparseCategoricalAccuracy(Metric):
     name = "sparse_categorical_accuracy"
 
-    def count(self, y_pred, y_true):
-        return _per_example(y_pred.argmax(axis=-1) == y_true.reshape(y_pred.shape[:-1]).astype(np.int64))
+    def count(self, y_pred, y_true, mask=None):
+        return _per_example(y_pred.argmax(axis=-1) == y_true.reshape(y_pred.shape[:-1]).astype(np.int64), mask)
 
 
 METRICS = {cls.name: cls for cls in (BinaryAccuracy, CategoricalAccuracy, SparseCategoricalAccuracy)}

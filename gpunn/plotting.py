@@ -97,8 +97,10 @@ def plot_images(images, titles=None, cols=8, cmap="gray", size=1.4):
     return fig
 
 
-def plot_attention(weights, image=None, xlabel="key position", ylabel="query position"):
-    """One heatmap per head of attention weights (heads, L_q, L_k), each row summing to 1; ``image`` drawn first."""
+def plot_attention(weights, image=None, xlabel="key position", ylabel="query position", xticklabels=None,
+                   yticklabels=None):
+    """One heatmap per head of attention weights (heads, L_q, L_k), each row summing to 1; ``image`` drawn first;
+    the keys and queries named by ``xticklabels`` and ``yticklabels`` (characters, words) when given."""
     import matplotlib.pyplot as plt
 
     weights = np.asarray(weights)
@@ -114,6 +116,10 @@ def plot_attention(weights, image=None, xlabel="key position", ylabel="query pos
         ax.set_title(f"head {h + 1}")
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
+        if xticklabels is not None:
+            ax.set_xticks(range(len(xticklabels)), xticklabels)
+        if yticklabels is not None:
+            ax.set_yticks(range(len(yticklabels)), yticklabels)
     fig.tight_layout()
     return fig
 

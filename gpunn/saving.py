@@ -37,10 +37,11 @@ import numpy as np
 import gpunn.backend as backend
 from gpunn import distributed
 from gpunn import layers as layers_module
-from gpunn import optimizers
+from gpunn import losses, optimizers
 
 FORMAT_VERSION = 2  # 2: the model's class is named (Sequential or Model); 1: always a Sequential
 HEADER = "__gpunn__"
+LOSS_CONFIG = "loss_config"  # how a loss with settings is written in the compile settings
 
 _custom_layers = {}
 
@@ -120,12 +121,22 @@ def save_weights(model, path):
 
 
 def _names(spec):
-    """A loss or metric setting (names, objects, lists or dicts of them) as JSON: objects by their name."""
+    """A loss or metric setting (names, objects, lists or dicts of them) as JSON: objects by their name, a loss
+    with settings (``ignore_class``) by its config."""
     if isinstance(spec, dict):
         return {k: _names(v) for k, v in spec.items()}
     if isinstance(spec, (list, tuple)):
         return [_names(v) for v in spec]
+    if isinstance(spec, losses.Loss) and any(v is not None for k, v in spec.get_config().items() if k != "name"):
+        return {LOSS_CONFIG: spec.get_config()}
     return spec if spec is None or isinstance(spec, str) else spec.name
+
+
+def _losses(spec):
+    """The compile setting back from :func:`_names`: a loss's config becomes the loss again."""
+    if isinstance(spec, dict):
+        return losses.get(spec[LOSS_CONFIG]) if set(spec) == {LOSS_CONFIG} else {k: _losses(v) for k, v in spec.items()}
+    return [_losses(v) for v in spec] if isinstance(spec, list) else spec
 
 
 def _jsonable(shape):
@@ -239,7 +250,7 @@ def load_model(path, compile=True):
     model.epoch = int(header.get("epoch", 0))
     settings = header.get("compile")
     if compile and settings:
-        model.compile(optimizers.get(settings["optimizer"]), settings["loss"], settings["metrics"],
+        model.compile(optimizers.get(settings["optimizer"]), _losses(settings["loss"]), settings["metrics"],
                       settings.get("loss_weights"))
         if "optimizer_iterations" in header:
             _set_optimizer_state(model, header["optimizer_iterations"], arrays, path)

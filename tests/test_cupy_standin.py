@@ -133,3 +133,21 @@ def test_training_keeps_memory_flat_and_fit_syncs_only_to_report(cupy):
         model.fit(x, y, batch_size=64, epochs=3, verbose=0)
     assert cupy.get_default_memory_pool().used_bytes() <= used  # nothing kept from epoch to epoch
     assert counted.uploads <= 3 and counted.syncs <= 3 * 2 + 2, counted  # data in once; logs once per epoch
+
+
+def test_a_masked_step_never_syncs(cupy):
+    """Padded sequences: the masks stay on the device through the LSTM's loop, attention and the loss."""
+    from gpunn.layers import LSTM, Embedding, MultiHeadAttention
+
+    gpunn.utils.set_seed(0)
+    ids = gpunn.Input((None,))
+    h = LSTM(8, return_sequences=True)(Embedding(20, 8, mask_zero=True)(ids))
+    model = gpunn.Model(ids, Dense(5, activation="softmax")(MultiHeadAttention(2, 4)(h, h)))
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    x = np.random.default_rng(0).integers(1, 20, (16, 12))
+    x[:, 7:] = 0
+    x, y = backend.to_device(x.astype(np.float32)), backend.to_device(np.zeros((16, 12), np.int64))
+    model.train_step([x], [y])
+    with cupy._standin.counting() as counted:
+        model.train_step([x], [y])
+    assert counted.syncs == 0 and counted.uploads == 0, counted

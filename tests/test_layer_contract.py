@@ -5,17 +5,17 @@ import pytest
 
 import gpunn.backend as backend
 from gpunn import layers
-from gpunn.layers import (GRU, LSTM, Activation, Add, AdditiveAttention, Average, AveragePooling1D, AvgPool2D,
-                          BatchNormalization, Bidirectional, Concatenate, Conv1D, Conv2D, Dense, Dot, Dropout,
+from gpunn.layers import (GRU, LSTM, Activation, Add, AdditiveAttention, Attention, Average, AveragePooling1D,
+                          AvgPool2D, BatchNormalization, Bidirectional, Concatenate, Conv1D, Conv2D, Dense, Dot, Dropout,
                           Embedding, Flatten, GlobalAveragePooling1D, Maximum, Minimum, Multiply, Subtract,
                           GlobalAveragePooling2D, LayerNormalization, MaxPool2D, MaxPooling1D, Maxout, MultiHeadAttention,
-                          PositionalEncoding, PReLU, Reshape, Residual, SimpleRNN, TimeDistributed, TransformerEncoder,
-                          ZeroPadding2D)
+                          PositionalEncoding, PReLU, Reshape, Residual, SimpleRNN, TimeDistributed, TransformerDecoder,
+                          TransformerEncoder, ZeroPadding2D)
 
 IMAGES, SEQUENCES = (2, 2, 5, 5), (2, 6, 4)
 
 # (layer factory, shape of the input batch); "ids": a (2, 6) batch of token ids; a list of shapes: a merge
-# layer's list of inputs.
+# layer's list of inputs; a dict: the shapes of several arguments by name.
 CASES = {
     "dense": (lambda: Dense(3, activation="tanh"), (4, 5)),
     "activation": (lambda: Activation("softmax"), (4, 5)),
@@ -45,10 +45,14 @@ CASES = {
     "time_distributed": (lambda: TimeDistributed(Dense(2)), SEQUENCES),
     "multi_head_attention": (lambda: MultiHeadAttention(2, 4, use_causal_mask=True), SEQUENCES),
     "additive_attention": (lambda: AdditiveAttention(), SEQUENCES),
+    "additive_attention_units": (lambda: AdditiveAttention(units=3), SEQUENCES),
+    "attention": (lambda: Attention(use_scale=True), SEQUENCES),
     "layer_normalization": (lambda: LayerNormalization(), SEQUENCES),
     "positional_encoding": (lambda: PositionalEncoding(), SEQUENCES),
     "residual": (lambda: Residual([Dense(4), LayerNormalization()]), SEQUENCES),
     "transformer_encoder": (lambda: TransformerEncoder(2, 4, 8, dropout=0.2), SEQUENCES),
+    "transformer_decoder": (lambda: TransformerDecoder(2, 4, 8, dropout=0.2), {"x": SEQUENCES,
+                                                                                "encoder_outputs": (2, 5, 3)}),
     "global_average_pooling1d": (lambda: GlobalAveragePooling1D(), SEQUENCES),
     "add": (lambda: Add(), [(4, 3), (4, 1), (4, 3)]),
     "subtract": (lambda: Subtract(), [(4, 3), (4, 3)]),
@@ -83,10 +87,14 @@ def test_backward_never_modifies_its_inputs(name, xp):
     if shape == "ids":
         xs = [rng.integers(0, 9, (2, 6))]
     else:
-        xs = [rng.standard_normal(s).astype(np.float32) for s in (shape if isinstance(shape, list) else [shape])]
+        shapes = list(shape.values()) if isinstance(shape, dict) else shape if isinstance(shape, list) else [shape]
+        xs = [rng.standard_normal(s).astype(np.float32) for s in shapes]
     xs = [read_only(a, xp) for a in xs]
     layer = make()
-    out = layer(xs if isinstance(shape, list) else xs[0], training=True)
+    if isinstance(shape, dict):
+        out = layer(**dict(zip(shape, xs)), training=True)
+    else:
+        out = layer(xs if isinstance(shape, list) else xs[0], training=True)
     outs = out if isinstance(out, list) else [out]
     dys = [read_only(rng.standard_normal(o.shape).astype(np.float32), xp) for o in outs]
     kept = [backend.to_numpy(a).copy() for a in [*xs, *dys]]

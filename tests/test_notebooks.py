@@ -32,6 +32,7 @@ SMALL = {
     "06_attention_and_transformers": {"TRAIN_SAMPLES": 2000, "TEST_SAMPLES": 500, "EPOCHS": 2, "DEPTH": 32},
     "07_backends_and_kernels": {"BATCH": 8, "REPEAT": 3, "LARGEST": 10 ** 5},
     "08_classic_networks": {"TRAIN_SAMPLES": 1500, "TEST_SAMPLES": 500, "EPOCHS": 2, "FEW_LABELS": 200},
+    "09_seq2seq_and_attention": {"TRAIN_PAIRS": 1500, "TEST_PAIRS": 50, "EPOCHS": 1, "UNITS": 32, "DEPTH": 32},
     "10_word_embeddings": {"N_SENTENCES": 1000, "EPOCHS": 3},
 }
 
@@ -63,9 +64,9 @@ def execute(name, overrides, workdir, timeout=600):
     return nb
 
 
-def test_the_eight_notebooks_are_there():
+def test_the_nine_notebooks_are_there():
     assert notebook_names() == sorted(SMALL), "every notebook needs test sizes in SMALL (and nothing else)"
-    assert len(SMALL) == 8
+    assert len(SMALL) == 9
 
 
 @pytest.mark.parametrize("name", notebook_names())

@@ -12,7 +12,7 @@ from gpunn.callbacks import ModelCheckpoint
 from gpunn.layers import (GRU, LSTM, Activation, AveragePooling1D, AvgPool2D, BatchNormalization, Bidirectional, Conv1D,
                           Conv2D, Dense, Dropout, Embedding, Flatten, GlobalAveragePooling2D, Layer, MaxPool2D,
                           MaxPooling1D, Maxout, PReLU, Reshape, SimpleRNN, TimeDistributed, ZeroPadding2D)
-from gpunn.layers import (AdditiveAttention, GlobalAveragePooling1D, LayerNormalization, MultiHeadAttention,
+from gpunn.layers import (AdditiveAttention, Attention, GlobalAveragePooling1D, LayerNormalization, MultiHeadAttention,
                           PositionalEncoding, Residual, TransformerEncoder)
 from gpunn.models import load_model
 from gpunn.regularizers import l2
@@ -38,7 +38,8 @@ MODELS = {
                                   Dense(3, activation="softmax")],
     "transformer": lambda: [Dense(8, input_shape=(6, 5)), PositionalEncoding(), TransformerEncoder(2, 4, 16),
                             Residual([MultiHeadAttention(2, 4, value_dim=3), LayerNormalization()]),
-                            Residual(AdditiveAttention()), GlobalAveragePooling1D(), Dense(3, activation="softmax")],
+                            Residual(AdditiveAttention()), Residual(Attention(use_scale=True)),
+                            Residual(AdditiveAttention(units=4)), GlobalAveragePooling1D(), Dense(3, activation="softmax")],
     "rnn": lambda: [Embedding(9, 4, input_length=6), Bidirectional(LSTM(3, return_sequences=True), merge_mode="sum"),
                     GRU(4, reset_after=False, return_sequences=True), TimeDistributed(Dense(5, activation="tanh")),
                     SimpleRNN(3), Dense(3, activation="softmax")],
@@ -74,19 +75,33 @@ def merging_graph():
     return Model([a, b], out, name="merging")
 
 
+def seq2seq_graph():
+    """The Transformer decoder, which takes the target and the encoder's outputs."""
+    from gpunn import Input, Model
+
+    source, target = Input((6, 5), name="source"), Input((4, 5), name="target")
+    h = layers.TransformerDecoder(2, 4, 8)(Dense(8, name="embed_target")(target), Dense(8, name="embed_source")(source))
+    return Model([source, target], Dense(3, activation="softmax", name="out")(GlobalAveragePooling1D()(h)),
+                 name="seq2seq")
+
+
+GRAPHS = {"merging": merging_graph, "seq2seq": seq2seq_graph}
+
+
 def test_round_trips_cover_every_layer():
     used = {type(layer).__name__ for f in MODELS.values() for top in f() for layer in [top, *top.sublayers]}
-    used |= {type(layer).__name__ for layer in merging_graph().layers}
+    used |= {type(layer).__name__ for graph in GRAPHS.values() for layer in graph().layers}
     every = {name for name in layers.__all__ if name != "Layer" and name[0].isupper()}
     aliases = {"MaxPooling2D", "AveragePooling2D", "Convolution2D", "Convolution1D", "MaxPool1D", "AvgPool1D"}
     assert every - aliases - used == set()
 
 
-def test_graph_model_with_every_merge_layer_round_trips(tmp_path):
+@pytest.mark.parametrize("name", sorted(GRAPHS))
+def test_graph_model_round_trips(name, tmp_path):
     set_seed(0)
-    model = merging_graph()
+    model = GRAPHS[name]()
     model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
-    x = [rng.random((16, 4), dtype=np.float32), rng.random((16, 4), dtype=np.float32)]
+    x = [rng.random((16,) + tuple(i.shape[1:]), dtype=np.float32) for i in model.inputs]
     y = rng.integers(0, 3, 16)
     model.fit(x, y, batch_size=8, epochs=2, verbose=0)
     model.save(tmp_path / "graph.npz")

@@ -18,6 +18,8 @@ class PReLU(Layer):
             (N, C, H, W) image.
     """
 
+    supports_masking = True  # the output keeps the input's mask (gpunn.layers.masking)
+
     def __init__(self, alpha_initializer="zeros", shared_axes=None, **kwargs):
         super().__init__(**kwargs)
         self.alpha_initializer = alpha_initializer

@@ -1,6 +1,8 @@
-"""Attention layers: MultiHeadAttention (scaled dot-product, on the fused kernel) and AdditiveAttention.
+"""MultiHeadAttention: scaled dot-product attention on the fused kernel.
 
-Sequences are (batch, time, features). The Transformer's other blocks are in :mod:`gpunn.layers.transformer`.
+Sequences are (batch, time, features). The Transformer's other blocks are in :mod:`gpunn.layers.transformer`;
+the single-score attention layers of encoder-decoder RNNs (Luong's ``Attention``, Bahdanau's
+``AdditiveAttention``) in :mod:`gpunn.layers.dense_attention`.
 """
 
 import math
@@ -32,12 +34,19 @@ class MultiHeadAttention(Layer):
     three input gradients in ``layer.input_grads``. The attention scores, when returned, are
     for looking at: no gradient flows back through them.
 
+    Masks (Keras's ``query_mask``, ``value_mask``, ``key_mask``, which a model fills from its padded
+    tensors, :mod:`gpunn.layers.masking`): padded keys get weight exactly 0. Padded queries are not
+    masked (Keras masks them too): their outputs keep the query's mask and the loss ignores them,
+    which keeps the mask a (batch, key_len) key-padding mask that the fused kernel takes.
+
     Args:
         num_heads, key_dim: heads and the size of each query/key projection.
         value_dim: size of each value projection (default key_dim).
         dropout: dropout on the attention weights (training only; uses the unfused path).
         use_causal_mask: the default for self-attention in a model: position i sees j <= i.
     """
+
+    supports_masking = True  # the output keeps the input's mask (gpunn.layers.masking)
 
     def __init__(self, num_heads, key_dim, value_dim=None, dropout=0.0, use_bias=True, use_causal_mask=False,
                  **kwargs):
@@ -90,12 +99,14 @@ class MultiHeadAttention(Layer):
         return [query, (self.num_heads, query[0], keys)]
 
     def forward(self, query, value=None, key=None, attention_mask=None, use_causal_mask=None,
-                return_attention_scores=False, training=False):
+                return_attention_scores=False, query_mask=None, value_mask=None, key_mask=None, training=False):
         """Self-attention on ``query`` alone (as in a Sequential model), cross-attention with ``value`` (and ``key``)."""
-        value = query if value is None else value
+        if value is None:  # self-attention: the queries are the keys and values, padding included
+            value, value_mask = query, query_mask if value_mask is None else value_mask
         key = value if key is None else key
+        padding = value_mask if key_mask is None else key_mask if value_mask is None else value_mask & key_mask
         causal = self.use_causal_mask if use_causal_mask is None else use_causal_mask
-        return self.attend(query, value, key, attention_mask, causal, training, return_attention_scores)
+        return self.attend(query, value, key, attention_mask, causal, training, return_attention_scores, padding)
 
     def backward_call(self, dy, arguments):
         if isinstance(dy, list):  # (output, attention scores): the scores are for looking at, they take no gradient
@@ -108,14 +119,14 @@ class MultiHeadAttention(Layer):
             return {"query": g["query"], "value": g["value"] + g["key"]}
         return {"query": g["query"], "value": g["value"], "key": g["key"]}
 
-    def attend(self, query, value, key, attention_mask, causal, training, return_scores):
+    def attend(self, query, value, key, attention_mask, causal, training, return_scores, padding=None):
         self._check("query", query, self.query_kernel.shape[0])
         self._check("value", value, self.value_kernel.shape[0])
         self._check("key", key, self.key_kernel.shape[0])
         if len(key) != len(value) or key.shape[1] != value.shape[1]:
             raise ValueError(f"Layer '{self.name}': key and value must have the same batch and time sizes; received "
                              f"{tuple(key.shape)} and {tuple(value.shape)}")
-        self.mask = self._key_mask(attention_mask, query, key)
+        self.mask = self._key_mask(attention_mask, query, key, padding)
         self.causal = causal
         self.inputs = (query, value, key)
         self.q = self._project(query, "query", self.key_dim)
@@ -135,21 +146,29 @@ class MultiHeadAttention(Layer):
             out = out + self.output_bias
         return (out, self.p) if return_scores else out
 
-    def _key_mask(self, attention_mask, query, key):
-        """Keras's (B, Lq, Lk) mask or a (B, Lk) key-padding mask -> what the attention op takes."""
+    def _key_mask(self, attention_mask, query, key, padding=None):
+        """Keras's (B, Lq, Lk) mask or a (B, Lk) key-padding mask, and the keys' ``padding`` (B, Lk) -> what
+        the attention op takes."""
+        b, lq, lk = len(query), query.shape[1], key.shape[1]
+        if padding is not None and tuple(padding.shape) != (b, lk):
+            raise ValueError(f"Layer '{self.name}': the keys' mask must have shape (batch, key_len) = {(b, lk)}; "
+                             f"received {tuple(padding.shape)}")
+        padding = None if padding is None else padding.astype(bool, copy=False)
         if attention_mask is None:
-            return None
+            return padding
         xp = backend.get_array_module(query)
         mask = xp.asarray(attention_mask).astype(bool)
-        b, lq, lk = len(query), query.shape[1], key.shape[1]
-        if mask.shape == (b, lk):
-            return mask
         if mask.shape in ((b, lq, lk), (b, 1, lk)):
             if bool((mask == mask[:, :1]).all()):  # the same for every query: key padding
-                return mask[:, 0]
-            return mask[:, None]  # a general mask: the unfused path handles it
-        raise ValueError(f"Layer '{self.name}': attention_mask must have shape (batch, key_len) = {(b, lk)} or "
-                         f"(batch, query_len, key_len) = {(b, lq, lk)}; received {tuple(mask.shape)}")
+                mask = mask[:, 0]
+            else:
+                mask = mask[:, None]  # a general mask: the unfused path handles it
+        elif mask.shape != (b, lk):
+            raise ValueError(f"Layer '{self.name}': attention_mask must have shape (batch, key_len) = {(b, lk)} or "
+                             f"(batch, query_len, key_len) = {(b, lq, lk)}; received {tuple(mask.shape)}")
+        if padding is not None:
+            mask = mask & (padding if mask.ndim == 2 else padding[:, None, None, :])
+        return mask
 
     def backward(self, dy):
         xp = backend.get_array_module(dy)
@@ -191,91 +210,3 @@ class MultiHeadAttention(Layer):
         return {**super().get_config(), "num_heads": self.num_heads, "key_dim": self.key_dim,
                 "value_dim": self.value_dim, "dropout": self.dropout, "use_bias": self.use_bias,
                 "use_causal_mask": self.use_causal_mask}
-
-
-class AdditiveAttention(Layer):
-    """Bahdanau-style additive scoring, as Keras's AdditiveAttention (self-attention in a Sequential model).
-
-        score(q_i, k_j) = sum_c scale_c tanh(q_ic + k_jc)         (learned scale vector)
-        a_i = softmax_j(score(q_i, k_j)),   out_i = sum_j a_ij v_j
-
-    Called directly, ``layer(query, value, key=None, return_attention_scores=False)``.
-    """
-
-    def __init__(self, use_scale=True, **kwargs):
-        super().__init__(**kwargs)
-        self.use_scale = use_scale
-
-    def build(self, input_shape):
-        super().build(input_shape)
-        if self.use_scale:
-            self.add_weight("scale", (input_shape[-1],), "glorot_uniform")
-
-    def output_shape_for(self, shapes):
-        query = shapes["query"]
-        if isinstance(query, list):  # Keras's form: [query, value] or [query, value, key]
-            query, value = query[0], query[1]
-        else:
-            value = shapes.get("value") or query
-        out = tuple(query[:-1]) + (value[-1],)
-        return [out, (query[0], (shapes.get("key") or value)[0])] if shapes.get("return_attention_scores") else out
-
-    def build_for(self, shapes):
-        query = shapes["query"]
-        self.build(query[0] if isinstance(query, list) else query)
-
-    def forward(self, query, value=None, key=None, return_attention_scores=False, training=False):
-        """``layer([query, value])`` (Keras's form) or ``layer(query, value, key)``; ``layer(x)``: self-attention."""
-        if isinstance(query, (list, tuple)):
-            query, value, key = (list(query) + [None])[:3]
-        value = query if value is None else value
-        key = value if key is None else key
-        out = self.attend(query, value, key)
-        return [out, self.attention_weights] if return_attention_scores else out
-
-    def backward_call(self, dy, arguments):
-        if isinstance(dy, list):  # the attention weights take no gradient
-            dy = dy[0]
-        self.backward(dy)
-        dquery, dvalue, dkey = self.input_grads
-        given = arguments["query"]
-        if isinstance(given, (list, tuple)):
-            grads = [dquery, dvalue + (dkey if len(given) == 2 else 0), dkey][:len(given)]
-            return {"query": grads}
-        if arguments.get("value") is None:
-            return {"query": dquery + dvalue + dkey}
-        if arguments.get("key") is None:
-            return {"query": dquery, "value": dvalue + dkey}
-        return {"query": dquery, "value": dvalue, "key": dkey}
-
-    def attend(self, query, value, key):
-        xp = backend.get_array_module(query)
-        for what, x in (("query", query), ("value", value), ("key", key)):
-            check_rank(self, x, 3, f"{what} of shape (batch, time, features)")
-        if query.shape[-1] != key.shape[-1]:
-            raise ValueError(f"Layer '{self.name}': query and key need the same number of features; received "
-                             f"{tuple(query.shape)} and {tuple(key.shape)}")
-        self.inputs = (query, value, key)
-        self.t = xp.tanh(query[:, :, None, :] + key[:, None, :, :])  # (B, Lq, Lk, n)
-        scale = self.scale if self.use_scale else 1.0
-        scores = (self.t * scale).sum(axis=-1)
-        e = xp.exp(scores - scores.max(axis=-1, keepdims=True))
-        self.attention_weights = e / e.sum(axis=-1, keepdims=True)
-        return self.attention_weights @ value
-
-    def backward(self, dy):
-        query, value, key = self.inputs
-        a = self.attention_weights
-        dvalue = a.swapaxes(-1, -2) @ dy
-        da = dy @ value.swapaxes(-1, -2)
-        dscores = a * (da - (da * a).sum(axis=-1, keepdims=True))
-        scale = self.scale if self.use_scale else 1.0
-        if self.use_scale:
-            self.grads["scale"] = (dscores[..., None] * self.t).sum(axis=(0, 1, 2))
-        dpre = dscores[..., None] * scale * (1 - self.t * self.t)  # through tanh, (B, Lq, Lk, n)
-        dquery, dkey = dpre.sum(axis=2), dpre.sum(axis=1)
-        self.input_grads = (dquery, dvalue, dkey)
-        return dquery + dkey + dvalue if query is key is value else dquery
-
-    def get_config(self):
-        return {**super().get_config(), "use_scale": self.use_scale}

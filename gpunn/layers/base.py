@@ -9,6 +9,10 @@
    weight, and returns dL/dx for the layer below. It never modifies ``dy`` (nor,
    with ``return_state``, the states' gradients), nor the ``x`` it cached.
 
+In a model, padded time steps are masked (:mod:`gpunn.layers.masking`): a layer's
+``forward`` that takes ``mask`` receives its input's mask, and ``compute_mask`` gives
+its output's.
+
 Weights are plain attributes (``self.kernel``, ``self.bias``) registered with
 :meth:`add_weight`. A wrapper layer (``Bidirectional``, ``TimeDistributed``)
 lists the layers it holds in ``self.sublayers``. An optimizer, a checkpoint or
@@ -41,6 +45,9 @@ def _snake_case(name):
 class Layer:
     """Base class of all layers.
 
+    ``supports_masking``: the layer works time step by time step, so its output keeps its
+    input's mask (see :meth:`compute_mask`).
+
     ``needs_input_grad`` is set to False by the model on its first layer during
     training: nothing uses dL/dX of the data, so a layer may skip computing it
     (Conv2D does: it saves a matrix product and a col2im per step).
@@ -51,6 +58,8 @@ class Layer:
         name: a unique name; by default the class name in snake case plus a counter.
         trainable: when False the optimizer leaves this layer's weights alone (from the next training step on).
     """
+
+    supports_masking = False
 
     def __init__(self, input_shape=None, name=None, trainable=True, input_dim=None):
         if input_dim is not None:
@@ -82,6 +91,13 @@ class Layer:
 
     def forward(self, x, training=False):
         raise NotImplementedError
+
+    def compute_mask(self, x, mask):
+        """The mask of the output, from the first argument ``x`` and its ``mask`` (None: every step is real).
+
+        By default the input's mask when the layer ``supports_masking``, else None: a layer that
+        mixes time steps (Flatten) or drops the time axis no longer has padded steps."""
+        return mask if self.supports_masking else None
 
     def backward(self, dy):
         raise NotImplementedError

@@ -42,6 +42,8 @@ class Dense(Layer):
         >>> layer = Dense(3, activation="relu", input_shape=(4,))
     """
 
+    supports_masking = True  # the output keeps the input's mask (gpunn.layers.masking)
+
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", kernel_regularizer=None, **kwargs):
         super().__init__(**kwargs)
@@ -97,6 +99,8 @@ class Activation(Layer):
         >>> model.add(Activation("softmax"))
     """
 
+    supports_masking = True  # the output keeps the input's mask (gpunn.layers.masking)
+
     def __init__(self, activation, **kwargs):
         super().__init__(**kwargs)
         self.activation = activations.get(activation)
@@ -125,6 +129,8 @@ class Dropout(Layer):
     Args:
         rate: the fraction of units to drop, in [0, 1).
     """
+
+    supports_masking = True  # the output keeps the input's mask (gpunn.layers.masking)
 
     def __init__(self, rate, **kwargs):
         super().__init__(**kwargs)

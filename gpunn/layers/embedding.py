@@ -20,9 +20,13 @@ class Embedding(Layer):
         input_dim: vocabulary size; ids must lie in [0, input_dim).
         output_dim: size of each vector.
         input_length: the sequence length, as in Keras (sets input_shape).
+        mask_zero: id 0 is padding: in a model the output carries the mask ``ids != 0``, which the
+            recurrent layers, attention and the loss respect (:mod:`gpunn.layers.masking`). Id 0 then
+            names no word, so ``input_dim`` is the vocabulary size + 1.
     """
 
-    def __init__(self, input_dim, output_dim, input_length=None, embeddings_initializer="random_uniform", **kwargs):
+    def __init__(self, input_dim, output_dim, input_length=None, embeddings_initializer="random_uniform",
+                 mask_zero=False, **kwargs):
         if input_length is not None and "input_shape" not in kwargs:
             kwargs["input_shape"] = (input_length,)
         super().__init__(**kwargs)
@@ -30,7 +34,7 @@ class Embedding(Layer):
             if not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"Layer '{self.name}': {arg} must be a positive integer; received {arg}={value!r}")
         self.input_dim, self.output_dim, self.input_length = int(input_dim), int(output_dim), input_length
-        self.embeddings_initializer = embeddings_initializer
+        self.embeddings_initializer, self.mask_zero = embeddings_initializer, bool(mask_zero)
 
     def build(self, input_shape):
         super().build(input_shape)
@@ -57,6 +61,9 @@ class Embedding(Layer):
         self.ids = x.astype(np.int64)
         return self.embeddings[self.ids]
 
+    def compute_mask(self, x, mask):
+        return x != 0 if self.mask_zero else None
+
     def backward(self, dy):
         self.grads["embeddings"] = embedding_backward(self.ids.ravel(), dy.reshape(-1, self.output_dim),
                                                       self.input_dim)
@@ -64,4 +71,4 @@ class Embedding(Layer):
 
     def get_config(self):
         return {**super().get_config(), "input_dim": self.input_dim, "output_dim": self.output_dim,
-                "embeddings_initializer": config_of(self.embeddings_initializer)}
+                "embeddings_initializer": config_of(self.embeddings_initializer), "mask_zero": self.mask_zero}

@@ -45,6 +45,16 @@ class Merge(Layer):
         self.shapes = [x.shape for x in inputs]
         return self.merge(inputs)
 
+    def compute_mask(self, x, mask):
+        """A step is real where it is real in any input (Keras's rule); None when no input has a mask."""
+        masks = [m for m in mask or [] if m is not None]
+        if not masks:
+            return None
+        out = masks[0]
+        for m in masks[1:]:
+            out = out | m
+        return out
+
     def get_config(self):
         config = super().get_config()
         config.pop("input_shape", None)  # a list of shapes; the graph gives them back when it is rebuilt
@@ -190,6 +200,18 @@ class Concatenate(Merge):
         edges = np.cumsum([s[axis] for s in self.shapes])[:-1].tolist()  # host positions, as a list
         return backend.get_array_module(dy).split(dy, edges, axis=axis)
 
+    def compute_mask(self, x, mask):
+        """Joined along the time axis, the masks are joined too (an input without one is all real);
+        side by side along the features, a step is real where any input's is."""
+        if not any(m is not None for m in mask or []):
+            return None
+        mask_rank = next(m for m in mask if m is not None).ndim
+        if self.axis % x[0].ndim >= mask_rank:
+            return super().compute_mask(x, mask)
+        xp = backend.get_array_module(x[0])
+        masks = [xp.ones(a.shape[:mask_rank], dtype=bool) if m is None else m for a, m in zip(x, mask)]
+        return xp.concatenate(masks, axis=self.axis % x[0].ndim)
+
     def get_config(self):
         return {**super().get_config(), "axis": self.axis}
 
@@ -238,6 +260,9 @@ class Dot(Merge):
         self.a, self.b = self._as_matrices(a, b)
         y = self.a @ self.b  # (batch, m, p)
         return y.reshape(len(y), -1) if inputs[0].ndim == 2 else y
+
+    def compute_mask(self, x, mask):
+        return None  # the contracted axis is gone (as in Keras)
 
     def _as_matrices(self, a, b):
         """a as (batch, m, n) with the contracted axis last; b as (batch, n, p) with it first."""

@@ -41,6 +41,8 @@ class BatchNormalization(Layer):
             rank's share (one all-reduce in the forward pass and one in the backward pass).
     """
 
+    supports_masking = True  # the output keeps the input's mask (gpunn.layers.masking)
+
     def __init__(self, axis=None, momentum=0.99, epsilon=1e-3, center=True, scale=True, synchronized=False, **kwargs):
         super().__init__(**kwargs)
         if not 0 <= momentum < 1 or epsilon <= 0:
@@ -127,6 +129,8 @@ class LayerNormalization(Layer):
     Unlike BatchNormalization it does not look across the batch, so it behaves the
     same in training and at inference -- what Transformers use.
     """
+
+    supports_masking = True  # the output keeps the input's mask (gpunn.layers.masking)
 
     def __init__(self, epsilon=1e-3, **kwargs):
         super().__init__(**kwargs)

@@ -221,16 +221,31 @@ AvgPool1D = AveragePooling1D
 
 
 class GlobalAveragePooling1D(Layer):
-    """(batch, time, features) -> (batch, features): the mean over time. Backward: dy / T at every step."""
+    """(batch, time, features) -> (batch, features): the mean over time. Backward: dy / T at every step.
+
+    With a ``mask`` (padded sequences, see :mod:`gpunn.layers.masking`) the mean is over the real
+    steps alone, y = sum_t m_t x_t / sum_t m_t, and the padded steps get no gradient.
+    """
 
     def compute_output_shape(self, input_shape):
         return (input_shape[-1],)
 
-    def forward(self, x, training=False):
+    def compute_mask(self, x, mask):
+        return None  # the time axis is gone
+
+    def forward(self, x, mask=None, training=False):
         check_rank(self, x, 3, "(batch, time, features)")
         self.x_shape = x.shape
-        return x.mean(axis=1)
+        if mask is None:
+            self.weights = None
+            return x.mean(axis=1)
+        xp = backend.get_array_module(x)
+        real = mask.astype(x.dtype)[:, :, None]
+        self.weights = real / xp.maximum(real.sum(axis=1, keepdims=True), 1)  # m_t / sum m: (batch, time, 1)
+        return (x * self.weights).sum(axis=1)
 
     def backward(self, dy):
         xp = backend.get_array_module(dy)
+        if self.weights is not None:
+            return dy[:, None, :] * self.weights
         return xp.broadcast_to((dy / self.x_shape[1])[:, None, :], self.x_shape)

@@ -16,6 +16,16 @@ all steps::
 
 Gradient clipping (``clipnorm``/``clipvalue`` on the optimizer) tames the
 exploding gradients that long products of U bring.
+
+Masks (padded batches, :mod:`gpunn.layers.masking`): at a padded step the state is carried
+over unchanged, as in Keras::
+
+    h_t = m_t * cell(x_t, h_{t-1}) + (1 - m_t) * h_{t-1}         (m_t = 1 for a real step, 0 for padding)
+
+so the last output is the state after the last real step. Backward, the cell of a padded step
+receives no gradient and dh_t passes to h_{t-1} untouched: padding contributes exactly nothing.
+Each step then costs a few more element-wise operations on the device (a ``where`` per state
+forward, and a split of dh per state backward), and no read back to the host.
 """
 
 import numpy as np
@@ -30,6 +40,11 @@ def sigmoid(xp, z):
     return 0.5 * (1 + xp.tanh(0.5 * z))
 
 
+def plus(d, passed):
+    """d, plus the gradient that passed by a padded step (None without a mask)."""
+    return d if passed is None else d + passed
+
+
 class RNN(Layer):
     """What SimpleRNN, GRU and LSTM share: the loop over time, its outputs and its weight gradients.
 
@@ -42,6 +57,7 @@ class RNN(Layer):
         unroll, input_length: accepted as in Keras; gpunn always loops.
     """
 
+    supports_masking = True
     gates = 1  # how many blocks of `units` columns the kernels have
     state_count = 1
 
@@ -86,10 +102,14 @@ class RNN(Layer):
         out = self.compute_output_shape(shapes["x"])
         return [out] + [(self.units,)] * self.state_count if self.return_state else out
 
+    def compute_mask(self, x, mask):
+        """The outputs keep the steps' mask; the last state alone (or the states) has none."""
+        return mask if self.return_sequences else None
+
     # --- the loop ---------------------------------------------------------------------
-    def forward(self, x, initial_state=None, training=False):
+    def forward(self, x, initial_state=None, mask=None, training=False):
         """The loop over time from ``initial_state`` (h_0, or [h_0, c_0] for an LSTM; zeros by default):
-        a decoder starts from its encoder's final state."""
+        a decoder starts from its encoder's final state. ``mask`` (batch, time): False at padded steps."""
         check_rank(self, x, 3, "(batch, time, features)")
         if x.shape[-1] != self.kernel.shape[0]:
             raise ValueError(f"Layer '{self.name}' expects {self.kernel.shape[0]} features per time step; received "
@@ -97,12 +117,33 @@ class RNN(Layer):
         xp = backend.get_array_module(x)
         xs = x.transpose(1, 0, 2)[::-1] if self.go_backwards else x.transpose(1, 0, 2)
         self.xs = xp.ascontiguousarray(xs)
+        self.step_mask = None if mask is None else self._step_mask(mask, x, xp)
         self.initial = self._initial_states(initial_state, xp, len(x), x.dtype)
         zx = self.xs @ self.kernel + self.input_bias()  # (T, B, G*H): every step's input part at once
         hs = self.run(zx, self.initial)  # (T, B, H)
         self.h_prev = xp.concatenate([self.initial[0][None], hs[:-1]])  # h_{t-1} for every t
         output = hs.transpose(1, 0, 2) if self.return_sequences else hs[-1]
         return [output, *self.final_states()] if self.return_state else output
+
+    def _step_mask(self, mask, x, xp):
+        """(time, batch, 1) booleans in the order the loop reads the steps."""
+        if tuple(mask.shape) != tuple(x.shape[:2]):
+            raise ValueError(f"Layer '{self.name}' takes a mask of shape (batch, time) = {tuple(x.shape[:2])}; "
+                             f"received {tuple(mask.shape)}")
+        steps = mask.T[::-1] if self.go_backwards else mask.T
+        return xp.ascontiguousarray(steps.astype(bool)[..., None])
+
+    def carry(self, t, new, old):
+        """The state after step t: ``new`` at real steps, ``old`` carried over at padded ones."""
+        return new if self.step_mask is None else backend.get_array_module(new).where(self.step_mask[t], new, old)
+
+    def split(self, t, d):
+        """dL/d(state after step t) split into (what the cell of step t receives, what passes by it to
+        step t-1: None without a mask)."""
+        if self.step_mask is None:
+            return d, None
+        cell = backend.get_array_module(d).where(self.step_mask[t], d, 0)
+        return cell, d - cell
 
     def _initial_states(self, initial_state, xp, batch, dtype):
         if initial_state is None:
@@ -183,7 +224,7 @@ class SimpleRNN(RNN):
         h = initial[0]
         for t in range(len(zx)):
             self.zs[t] = zx[t] + h @ self.recurrent_kernel
-            h = self.hs[t] = self.activation.forward(self.zs[t])
+            h = self.hs[t] = self.carry(t, self.activation.forward(self.zs[t]), h)
         return self.hs
 
     def run_backward(self, dhs, dstates):
@@ -192,8 +233,9 @@ class SimpleRNN(RNN):
         dh_next = dstates[0] if dstates else xp.zeros_like(dhs[0])
         for t in reversed(range(len(dhs))):
             self.activation.forward(self.zs[t])  # re-caches step t for g'(z_t)
-            dz[t] = self.activation.derivative(dhs[t] + dh_next)
-            dh_next = dz[t] @ self.recurrent_kernel.T
+            dh, passed = self.split(t, dhs[t] + dh_next)
+            dz[t] = self.activation.derivative(dh)
+            dh_next = plus(dz[t] @ self.recurrent_kernel.T, passed)
         return dz, dz, [dh_next]
 
     def get_config(self):
@@ -231,6 +273,8 @@ class LSTM(RNN):
         h, c = (xp.ascontiguousarray(state) for state in initial)
         for t in range(steps):
             lstm_step_forward(zx[t], h @ self.recurrent_kernel, c, self.gate_values[t], self.cs[t], self.hs[t])
+            if self.step_mask is not None:
+                self.hs[t], self.cs[t] = self.carry(t, self.hs[t], h), self.carry(t, self.cs[t], c)
             h, c = self.hs[t], self.cs[t]
         return self.hs
 
@@ -241,12 +285,17 @@ class LSTM(RNN):
         dc_next = dstates[1] if len(dstates) > 1 else xp.zeros_like(dhs[0])  # the caller's dc_T: read, never written
         dc_buffers = (xp.empty_like(dc_next), xp.empty_like(dc_next))  # dL/dc_{t-1}, written in turn
         c0 = xp.ascontiguousarray(self.initial[1])
+        no_grad = None if self.step_mask is None else xp.zeros_like(dc_next)  # the cell gets dh in one piece
         for step, t in enumerate(reversed(range(len(dhs)))):
             c_prev = self.cs[t - 1] if t else c0
             dc_prev = dc_buffers[step % 2]
-            lstm_step_backward(dhs[t], dh_rec, dc_next, self.gate_values[t], c_prev, self.cs[t], dz[t], dc_prev)
-            dh_rec = dz[t] @ self.recurrent_kernel.T
-            dc_next = dc_prev
+            if self.step_mask is None:  # the kernel adds the output's dh_t and step t+1's itself
+                lstm_step_backward(dhs[t], dh_rec, dc_next, self.gate_values[t], c_prev, self.cs[t], dz[t], dc_prev)
+                dh_passed = dc_passed = None
+            else:
+                (dh, dh_passed), (dc, dc_passed) = self.split(t, dhs[t] + dh_rec), self.split(t, dc_next)
+                lstm_step_backward(dh, no_grad, dc, self.gate_values[t], c_prev, self.cs[t], dz[t], dc_prev)
+            dh_rec, dc_next = plus(dz[t] @ self.recurrent_kernel.T, dh_passed), plus(dc_prev, dc_passed)
         return dz, dz, [dh_rec, dc_next]  # after the loop, dc_next is dL/dc_0
 
     def final_states(self):
@@ -302,7 +351,7 @@ class GRU(RNN):
                 self.rec_h[t] = r * h
                 self.hh[t] = xp.tanh(zx[t, :, 2 * n:] + self.rec_h[t] @ u[:, 2 * n:])
             z = self.zr[t, :, :n]
-            h = self.hs[t] = z * h + (1 - z) * self.hh[t]
+            h = self.hs[t] = self.carry(t, z * h + (1 - z) * self.hh[t], h)
         return self.hs
 
     def run_backward(self, dhs, dstates):
@@ -314,7 +363,7 @@ class GRU(RNN):
         dh_next = dstates[0] if dstates else xp.zeros_like(dhs[0])
         for t in reversed(range(len(dhs))):
             z, r, hh, h_prev = self.zr[t, :, :n], self.zr[t, :, n:], self.hh[t], self.h_prev[t]
-            dh = dhs[t] + dh_next
+            dh, passed = self.split(t, dhs[t] + dh_next)
             d_hh = dh * (1 - z) * (1 - hh * hh)  # through hh's tanh
             d_z = dh * (h_prev - hh) * z * (1 - z)
             if self.reset_after:
@@ -326,8 +375,8 @@ class GRU(RNN):
                 dzh[t, :, 2 * n:] = d_hh
             dzx[t, :, :n], dzx[t, :, n:2 * n], dzx[t, :, 2 * n:] = d_z, d_r, d_hh
             dzh[t, :, :2 * n] = dzx[t, :, :2 * n]
-            dh_next = dh * z + dzh[t] @ u.T if self.reset_after else (
-                dh * z + d_rh * r + dzh[t, :, :2 * n] @ u[:, :2 * n].T)
+            dh_next = plus(dh * z + dzh[t] @ u.T if self.reset_after else (
+                dh * z + d_rh * r + dzh[t, :, :2 * n] @ u[:, :2 * n].T), passed)
         return dzx, dzh, [dh_next]
 
     def recurrent_gradient(self, dzh):

@@ -18,6 +18,8 @@ class Bidirectional(Layer):
         merge_mode: 'concat' (default), 'sum', 'mul' or 'ave'.
     """
 
+    supports_masking = True  # the output keeps the input's mask (gpunn.layers.masking)
+
     def __init__(self, layer, merge_mode="concat", **kwargs):
         layer = as_layer(layer)
         if merge_mode not in MERGE_MODES:
@@ -44,10 +46,14 @@ class Bidirectional(Layer):
         shape = self.forward_layer.compute_output_shape(input_shape)
         return shape[:-1] + (2 * shape[-1],) if self.merge_mode == "concat" else shape
 
-    def forward(self, x, training=False):
+    def compute_mask(self, x, mask):
+        return self.forward_layer.compute_mask(x, mask)
+
+    def forward(self, x, mask=None, training=False):
+        """Both runs skip the padded steps ``mask`` marks (the backward run reads them in reverse)."""
         xp = backend.get_array_module(x)
-        self.y_fwd = self.forward_layer.forward(x, training=training)
-        self.y_bwd = self.backward_layer.forward(x, training=training)
+        self.y_fwd = self.forward_layer.forward(x, mask=mask, training=training)
+        self.y_bwd = self.backward_layer.forward(x, mask=mask, training=training)
         if self.forward_layer.return_sequences:
             self.y_bwd = self.y_bwd[:, ::-1]
         if self.merge_mode == "concat":
@@ -85,6 +91,8 @@ class TimeDistributed(Layer):
     The batch and time axes are merged, (B*T, ...), the layer runs once, and the
     result is split again -- so the weight gradients sum over time as they should.
     """
+
+    supports_masking = True  # the output keeps the input's mask (gpunn.layers.masking)
 
     def __init__(self, layer, **kwargs):
         super().__init__(**kwargs)

@@ -58,6 +58,8 @@ def check_targets(model, y, head, output_shape, what):
     if head.loss is None:  # an output no loss trains: its targets are not read
         return y
     xp = backend.get_array_module(y)
+    output_shape = tuple(d if d is not None else y.shape[1 + i] if y.ndim > 1 + i else 0  # a sequence of any length:
+                         for i, d in enumerate(output_shape))                             # as long as its targets
     k = output_shape[-1]
     name = head.loss.name
     where = "" if len(model.heads) == 1 else f" for output {head.name!r}"
@@ -77,10 +79,13 @@ def check_targets(model, y, head, output_shape, what):
         if y.size != len(y) * int(np.prod(output_shape[:-1])):
             raise ValueError(f"{what}: loss '{name}' expects one integer label per sample of shape "
                              f"{output_shape[:-1]}; received y{where} of shape {y.shape}")
-        lo, hi = int(y.min()), int(y.max())
+        ignored = getattr(head.loss, "ignore_class", None)  # a label that is padding, not a class
+        labels = y if ignored is None else y[y != ignored]
+        lo, hi = (int(labels.min()), int(labels.max())) if labels.size else (0, 0)
         if lo < 0 or hi >= k:
             raise ValueError(f"{what}: labels must be in [0, {k}) for loss '{name}' on a model with {k} outputs; "
-                             f"received labels from {lo} to {hi}{where}")
+                             f"received labels from {lo} to {hi}{where}"
+                             f"{'' if ignored is None else f' (besides ignore_class={ignored})'}")
         return y.astype(np.int64, copy=False)
     if name == "categorical_crossentropy" and tuple(y.shape[1:]) != tuple(output_shape):
         hint = " (integer labels: use loss='sparse_categorical_crossentropy' or gpunn.utils.to_categorical)" \

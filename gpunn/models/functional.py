@@ -20,6 +20,7 @@ special case of a chain.
 """
 
 import gpunn.backend as backend
+from gpunn.layers import masking
 from gpunn.layers.base import Layer, unique_name
 from gpunn.models import graph
 from gpunn.models.graph import InputLayer, SymbolicTensor, restore, snapshot, substitute
@@ -90,20 +91,37 @@ class Model(Trainer, Layer):
         return shapes[0] if len(shapes) == 1 else shapes
 
     # --- forward and backward ---------------------------------------------------------------
-    def forward(self, inputs, training=False):
-        """The outputs for ``inputs`` (an array, or a list or dict of them for several inputs)."""
+    def forward(self, inputs, mask=None, training=False):
+        """The outputs for ``inputs`` (an array, or a list or dict of them for several inputs).
+
+        Each tensor's mask travels beside its values (see :mod:`gpunn.layers.masking`); ``mask``
+        holds the inputs' masks when this model is a layer of a bigger one. The outputs' masks are
+        left in ``output_masks`` for the loss and the metrics."""
         values = {t.id: x for t, x in zip(self.inputs, self._flatten_data(inputs, "inputs"))}
+        masks = {t.id: m for t, m in zip(self.inputs, [None] * len(self.inputs) if mask is None else
+                                         self._flatten_data(mask, "inputs", allow_none=True))}
         saved = {}
         for node in self.nodes:
             if isinstance(node.layer, InputLayer):
                 continue
-            out = node.layer.forward(**substitute(node.arguments, lambda t: values[t.id]), training=training)
-            for tensor, value in zip(node.outputs, out if len(node.outputs) > 1 else [out]):
-                values[tensor.id] = value
+            arguments = substitute(node.arguments, lambda t: values[t.id])
+            given, first_mask = masking.masks_to_give(node.layer, node.arguments,
+                                                      lambda a: substitute(a, lambda t: masks.get(t.id)),
+                                                      lambda a: substitute(a, lambda t: values[t.id]))
+            out = node.layer.forward(**arguments, **given, training=training)
+            outs = out if len(node.outputs) > 1 else [out]
+            out_masks = masking.output_masks(node.layer, next(iter(arguments.values())), first_mask, len(outs))
+            for tensor, value, out_mask in zip(node.outputs, outs, out_masks):
+                values[tensor.id], masks[tensor.id] = value, out_mask
             if node.layer in self.shared:
                 saved[node] = snapshot(node.layer)
         self._values, self._saved = values, saved  # assigned, not updated: a shared model keeps one set per call
+        self.output_masks = [masks[t.id] for t in self.outputs]
         return self._pack([values[t.id] for t in self.outputs])
+
+    def compute_mask(self, x, mask):
+        """As a layer of a bigger model: its outputs' masks, from the forward pass just run."""
+        return self.output_masks if len(self.outputs) > 1 else self.output_masks[0]
 
     def backward(self, dy):
         """Backpropagate dL/d(outputs) through the graph (weight penalties included); returns dL/d(inputs).

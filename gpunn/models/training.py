@@ -65,17 +65,18 @@ class Trainer:
         return [(f"{h.name}_{name}", m) for h in self.heads for name, m in h.metrics]
 
     def compute_loss(self, y_pred, y_true, sample_weight=None):
-        """J = sum over the outputs of weight * loss (each example's share weighted by its sample weight)
-        + the weight penalties: a 0-d array on the device. Each output's own loss is kept for the logs."""
+        """J = sum over the outputs of weight * loss (each example's share weighted by its sample weight,
+        padded steps masked) + the weight penalties: a 0-d array on the device. Each output's own loss is
+        kept for the logs."""
         preds, targets = self._flatten_data(y_pred, "outputs"), self._flatten_data(y_true, "outputs")
         total, self._head_losses = None, []
-        for head, pred, target in zip(self.heads, preds, targets):
+        for head, pred, target, mask in zip(self.heads, preds, targets, self.output_masks):
             if head.loss is None:
                 continue
             if head.fused is not None:
-                loss = head.loss.forward_fused(head.fused.z, pred, target, sample_weight)
+                loss = head.loss.forward_fused(head.fused.z, pred, target, sample_weight, mask)
             else:
-                loss = head.loss.forward(pred, target, sample_weight)
+                loss = head.loss.forward(pred, target, sample_weight, mask)
             self._head_losses.append(loss)
             weighted = loss if head.weight == 1 else head.weight * loss
             total = weighted if total is None else total + weighted
@@ -251,7 +252,8 @@ class Totals:
         parts = [loss]
         if len(self.model.heads) > 1:
             parts += self.model._head_losses
-        parts = [p * m for p in parts] + [metric.count(p, t) for head, p, t in zip(self.model.heads, preds, targets)
+        parts = [p * m for p in parts] + [metric.count(p, t, mask) for head, p, t, mask in
+                                          zip(self.model.heads, preds, targets, self.model.output_masks)
                                           for _, metric in head.metrics]
         self.n += m
         self.sums = parts if self.sums is None else [s + p for s, p in zip(self.sums, parts)]

@@ -65,6 +65,7 @@ def probabilities(q, k, key_mask=None, causal=False, scale=None):
 
 
 BLOCK = 256  # queries and keys per block: the scores of one (batch, head) are (BLOCK, BLOCK) at a time
+TILE_BUDGET = 2 ** 20  # on the CPU, every head at once while their tiles hold at most this many scores
 
 
 def _blocks(q, k, key_mask, causal, scale):
@@ -72,12 +73,15 @@ def _blocks(q, k, key_mask, causal, scale):
     queries ``rows`` against keys ``cols`` -- -inf where masked -- for one (batch, head), or on a GPU for
     every head at once (b = h = slice(None)): one head at a time keeps the tile in the CPU's cache, many at
     once keeps a GPU busy. Causal attention skips the tiles above the diagonal, where every score is
-    masked. Memory: O(BLOCK x BLOCK) per head, never L x L.
+    masked. Memory: O(BLOCK x BLOCK) per head, never L x L. Short sequences on the CPU also go every head at
+    once while the tiles stay under TILE_BUDGET scores: a loop over thousands of tiny tiles costs more in
+    Python than in arithmetic.
     """
     xp = backend.get_array_module(q)
     lq, lk = q.shape[-2], k.shape[-2]
     allow = allowed(lq, lk, key_mask, causal, xp)
-    heads = [(slice(None), slice(None))] if xp is not np else list(np.ndindex(*q.shape[:2]))
+    together = xp is not np or q.shape[0] * q.shape[1] * min(lq, BLOCK) * min(lk, BLOCK) <= TILE_BUDGET
+    heads = [(slice(None), slice(None))] if together else list(np.ndindex(*q.shape[:2]))
     for b, h in heads:
         for i0 in range(0, lq, BLOCK):
             rows = slice(i0, min(i0 + BLOCK, lq))
