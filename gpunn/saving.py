@@ -33,7 +33,7 @@ import numpy as np
 
 import gpunn.backend as backend
 from gpunn import layers as layers_module
-from gpunn import optimizers
+from gpunn import losses, optimizers
 
 FORMAT_VERSION = 2  # 2: the model's class is named (Sequential or Model); 1: always a Sequential
 HEADER = "__gpunn__"
@@ -116,12 +116,24 @@ def save_weights(model, path):
 
 
 def _names(spec):
-    """A loss or metric setting (names, objects, lists or dicts of them) as JSON: objects by their name."""
+    """A loss or metric setting (names, objects, lists or dicts of them) as JSON: objects by their name -- a loss
+    with settings of its own (a triplet loss's margin) as Keras writes objects, ``{"class_name", "config"}``."""
     if isinstance(spec, dict):
         return {k: _names(v) for k, v in spec.items()}
     if isinstance(spec, (list, tuple)):
         return [_names(v) for v in spec]
+    if isinstance(spec, losses.Loss) and spec.get_config() != {"name": spec.name}:
+        return {"class_name": type(spec).__name__, "config": spec.get_config()}
     return spec if spec is None or isinstance(spec, str) else spec.name
+
+
+def _losses(spec):
+    """The losses of a saved compile setting: what :func:`_names` wrote, with each loss's config made a loss again."""
+    if isinstance(spec, dict) and set(spec) == {"class_name", "config"}:
+        return losses.get(spec["config"])
+    if isinstance(spec, dict):
+        return {k: _losses(v) for k, v in spec.items()}
+    return [_losses(v) for v in spec] if isinstance(spec, list) else spec
 
 
 def _jsonable(shape):
@@ -233,7 +245,7 @@ def load_model(path, compile=True):
     model.epoch = int(header.get("epoch", 0))
     settings = header.get("compile")
     if compile and settings:
-        model.compile(optimizers.get(settings["optimizer"]), settings["loss"], settings["metrics"],
+        model.compile(optimizers.get(settings["optimizer"]), _losses(settings["loss"]), settings["metrics"],
                       settings.get("loss_weights"))
         if "optimizer_iterations" in header:
             _set_optimizer_state(model, header["optimizer_iterations"], arrays, path)
