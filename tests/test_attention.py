@@ -180,3 +180,23 @@ def test_kernels_launch_nothing_for_empty_sequences(lq, lk, kernel_device, monke
     assert out.shape == (2, 3, lq, 5) and (dev.to_numpy(out) == 0).all() and np.isinf(dev.to_numpy(lse)).all()
     grads = ops.attention_backward_gpu(q, k, v, out, lse, out)
     assert [g.shape for g in grads] == [q.shape, k.shape, v.shape] and all((dev.to_numpy(g) == 0).all() for g in grads)
+
+
+@pytest.mark.parametrize("causal, masked", [(False, False), (True, False), (False, True), (True, True)])
+def test_twin_streams_key_blocks_with_an_online_softmax(causal, masked, monkeypatch):
+    """Queries and keys in tiles of 5 (the running max and sum rescaled many times, causal tiles skipped) give the dense softmax's
+    output, lse and gradients -- masked blocks, fully masked rows and Lq != Lk included."""
+    q, k, v = rng.standard_normal((2, 1, 9, 3)) * 3, rng.standard_normal((2, 1, 16, 3)) * 3, rng.standard_normal((2, 1, 16, 2))
+    mask = rng.random((2, 16)) < 0.6 if masked else None
+    if masked:
+        mask[1, :] = False  # an example with no key at all
+        mask[0, :5] = False  # the first block fully masked for every query of example 0
+    p, lse = ops.probabilities(q, k, mask, causal)
+    dout = rng.standard_normal((2, 1, 9, 2))
+    monkeypatch.setattr(ops, "BLOCK", 5)
+    out, lse_blocks = ops.attention_forward_cpu(q, k, v, mask, causal)
+    np.testing.assert_allclose(out, p @ v, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(lse_blocks, lse, rtol=1e-12)
+    grads = ops.attention_backward_cpu(q, k, v, out, lse_blocks, dout, mask, causal)
+    for a, n in zip(grads, numeric_attention_grads(q, k, v, dout, mask, causal)):
+        np.testing.assert_allclose(a, n, rtol=1e-6, atol=1e-8)

@@ -19,13 +19,14 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
     lambda: Conv2D(3, (3, 2), strides=2, padding="same", activation="relu", bias_initializer="random_normal"),
     lambda: Conv2D(2, 1),
     lambda: Conv2D(2, 3, strides=(1, 2), padding=((1, 0), (2, 1)), dilation_rate=2, activation="tanh"),
+    lambda: Conv2D(2, 3, padding="same", activation="relu", dilation_rate=(2, 1)),  # dX as a convolution (CPU)
     lambda: MaxPool2D(),
     lambda: MaxPooling2D(3, strides=2, padding="same"),
     lambda: AvgPool2D(2, padding="same"),
     lambda: AvgPool2D(3, strides=1),
     lambda: GlobalAveragePooling2D(),
     lambda: ZeroPadding2D((1, 2)),
-], ids=["conv3x3", "conv_same_stride2", "conv1x1", "conv_dilated", "maxpool", "maxpool_same", "avgpool_same",
+], ids=["conv3x3", "conv_same_stride2", "conv1x1", "conv_dilated", "conv_dx_as_convolution", "maxpool", "maxpool_same", "avgpool_same",
         "avgpool_overlap", "gap", "zeropad"])
 def test_gradcheck_image_layers(layer):
     assert_gradcheck(layer(), rng.standard_normal((2, 3, 7, 6)))
@@ -162,3 +163,19 @@ def test_lenet_plot_without_matplotlib_fails_before_training(monkeypatch, capsys
     with pytest.raises(SystemExit):
         main(["--plot", "history.png"])  # stops before loading any data
     assert "--plot needs matplotlib: pip install 'gpunn[plot]'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("layer, shape", [(lambda: MaxPool2D(2), (3, 4, 8, 6)), (lambda: MaxPool2D(2), (2, 3, 7, 5)),
+                                          (lambda: MaxPool2D(2, padding="same"), (2, 3, 8, 8)),
+                                          (lambda: MaxPool2D((3, 2)), (2, 2, 9, 7)), (lambda: AvgPool2D(2), (3, 4, 9, 6)),
+                                          (lambda: AvgPool2D(2, padding="same"), (2, 3, 6, 6))])
+def test_pooling_over_tiles_equals_the_im2col_path(layer, shape, monkeypatch):
+    """On NumPy, windows that tile the image are pooled on a reshaped view; ties still go to the first arg-max."""
+    x = rng.integers(0, 3, shape).astype(np.float32)  # few values: many ties
+    dy = rng.standard_normal(layer().compute_output_shape(shape[1:]))[None].repeat(shape[0], 0).astype(np.float32)
+    tiled = layer()
+    y_tiled, dx_tiled = host(tiled(x)), host(tiled.backward(dev(dy)))
+    monkeypatch.setattr(type(tiled), "tiles", lambda self, x: None)
+    general = layer()
+    np.testing.assert_array_equal(host(general(x)), y_tiled)
+    np.testing.assert_allclose(host(general.backward(dev(dy))), dx_tiled, rtol=1e-6)

@@ -76,3 +76,18 @@ def test_grid_stride_loops_cover_more_work_than_threads(kernel_device, monkeypat
     dev = kernel_device
     np.testing.assert_array_equal(dev.to_numpy(im2col_gpu(dev.asarray(x), g)), im2col_cpu(x, g))
     np.testing.assert_allclose(dev.to_numpy(col2im_gpu(dev.asarray(y), g)), col2im_cpu(y, g), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape, k, pads, d", [((2, 3, 9, 8), (3, 3), ((1, 1), (1, 1)), (1, 1)),
+                                               ((3, 2, 7, 7), (5, 5), ((2, 2), (2, 2)), (1, 1)),
+                                               ((2, 3, 8, 9), (3, 2), ((0, 2), (1, 0)), (2, 1)),
+                                               ((1, 4, 6, 6), (3, 3), ((0, 0), (0, 0)), (1, 1))])
+def test_input_gradient_as_a_convolution_equals_col2im(shape, k, pads, d):
+    """dX of a stride-1 convolution: W^T dZ + col2im, or a convolution of dZ with the flipped kernel -- the same."""
+    from gpunn.ops.im2col import input_gradient_as_convolution
+
+    g = Geometry(shape, k, (1, 1), pads, d)
+    kernel = rng.standard_normal((5, shape[1]) + k)
+    dz = rng.standard_normal((5, g.N * g.OH * g.OW))
+    np.testing.assert_allclose(input_gradient_as_convolution(dz, kernel, g), col2im_cpu(kernel.reshape(5, -1).T @ dz, g),
+                               rtol=1e-10, atol=1e-10)

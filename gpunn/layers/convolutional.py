@@ -7,7 +7,8 @@ import gpunn.backend as backend
 from gpunn import activations
 from gpunn.layers.base import config_of
 from gpunn.layers.image import ImageLayer
-from gpunn.ops.im2col import Geometry, col2im, conv_output_size, im2col, resolve_padding
+from gpunn.ops.im2col import (Geometry, col2im, conv_output_size, gradient_as_convolution_pays, im2col,
+                              input_gradient_as_convolution, resolve_padding)
 
 
 def normalize_pair(value, what, layer):
@@ -56,6 +57,9 @@ class Conv2D(ImageLayer):
         dW2  = dZ . col^T
         dcol = W2^T . dZ
         dX   = col2im(dcol)               (the adjoint of im2col)
+
+    (On the CPU, a stride-1 convolution whose input gradient is cheaper that way computes dX as a
+    convolution of dZ with the flipped kernel instead: see ``input_gradient_as_convolution``.)
 
     Forward and both gradients are each one 2-D matrix product over the whole batch.
     Output size per axis: floor((size + padding - dilation*(k - 1) - 1) / stride) + 1.
@@ -131,6 +135,9 @@ class Conv2D(ImageLayer):
         self.grads["kernel"] = (dz @ self.col.T).reshape(self.kernel.shape)
         if not self.needs_input_grad:
             return None
+        if xp is np and gradient_as_convolution_pays(g, self.filters):
+            kernel = self.kernel.reshape(self.filters, g.C, g.KH, g.KW)  # Conv1D's (F, C, K) is (F, C, 1, K)
+            return input_gradient_as_convolution(dz, kernel, g)  # on the CPU: one more GEMM, no col2im
         dcol = self.kernel.reshape(self.filters, -1).T @ dz
         return col2im(dcol, g)
 

@@ -14,8 +14,10 @@ between the two passes. Backward, with D_i = sum_c dout_ic out_ic::
     dV = P^T dOut        dP = dOut V^T        dS = P * (dP - D)
     dQ = dS K scale      dK = dS^T Q scale
 
-The NumPy twin below computes the L x L scores plainly (the readable version);
-the CUDA kernels in ``cuda_kernels/attention.cu`` never store them.
+The NumPy twin below, like the CUDA kernels in ``cuda_kernels/attention.cu``, never
+holds the L x L scores: it streams the keys in blocks with an online softmax, so its
+memory grows linearly with L. (``probabilities`` does build them, for the attention
+weights a layer is asked to return or to drop out.)
 """
 
 import math
@@ -62,27 +64,84 @@ def probabilities(q, k, key_mask=None, causal=False, scale=None):
     return p, lse
 
 
+BLOCK = 256  # queries and keys per block: the scores of one (batch, head) are (BLOCK, BLOCK) at a time
+
+
+def _blocks(q, k, key_mask, causal, scale):
+    """Walk the scores tile by tile, as the kernels do: yields (b, h, rows, cols, s) with s = the scores of
+    queries ``rows`` against keys ``cols`` -- -inf where masked -- for one (batch, head), or on a GPU for
+    every head at once (b = h = slice(None)): one head at a time keeps the tile in the CPU's cache, many at
+    once keeps a GPU busy. Causal attention skips the tiles above the diagonal, where every score is
+    masked. Memory: O(BLOCK x BLOCK) per head, never L x L.
+    """
+    xp = backend.get_array_module(q)
+    lq, lk = q.shape[-2], k.shape[-2]
+    allow = allowed(lq, lk, key_mask, causal, xp)
+    heads = [(slice(None), slice(None))] if xp is not np else list(np.ndindex(*q.shape[:2]))
+    for b, h in heads:
+        for i0 in range(0, lq, BLOCK):
+            rows = slice(i0, min(i0 + BLOCK, lq))
+            qs = q[b, h, rows] * scale
+            for j0 in range(0, min(lk, rows.stop) if causal else lk, BLOCK):  # causal: key j <= query i only
+                cols = slice(j0, min(j0 + BLOCK, lk))
+                s = qs @ k[b, h, cols].swapaxes(-1, -2)
+                if allow is not None:
+                    s = xp.where(_pick(allow, b, h, rows, cols), s, -xp.inf)
+                yield b, h, rows, cols, s
+
+
+def _pick(allow, b, h, rows, cols):
+    """The part of ``allow`` (broadcastable to (B, H, Lq, Lk)) for one tile; its axes of size 1 stay whole."""
+    if not isinstance(b, slice):
+        allow = allow[b if allow.shape[0] > 1 else 0, h if allow.shape[1] > 1 else 0]
+    return allow[..., rows if allow.shape[-2] > 1 else slice(None), cols if allow.shape[-1] > 1 else slice(None)]
+
+
 def attention_forward_cpu(q, k, v, key_mask=None, causal=False, scale=None):
-    """(out, lse) = (P V, log-sum-exp of each row of scores)."""
-    p, lse = probabilities(q, k, key_mask, causal, scale)
-    return p @ v, lse
+    """(out, lse): out = softmax(scores) V and the log-sum-exp of each row, with an online softmax over key tiles.
+
+    For every tile of keys: m' = max(m, max_j s_j);  l = l e^(m - m') + sum_j e^(s_j - m');
+    acc = acc e^(m - m') + sum_j e^(s_j - m') v_j;  m = m'.   At the end out = acc / l, lse = m + log l.
+    """
+    xp = backend.get_array_module(q)
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+    out = xp.zeros(q.shape[:-1] + (v.shape[-1],), dtype=q.dtype)  # acc, divided by l at the end
+    m = xp.full(q.shape[:-1], -xp.inf, dtype=q.dtype)  # the running max of each row's scores
+    total = xp.zeros(q.shape[:-1], dtype=q.dtype)  # l: the running sum of e^(s - m)
+    for b, h, rows, cols, s in _blocks(q, k, key_mask, causal, scale):
+        m_old = m[b, h, rows]
+        m_new = xp.maximum(m_old, s.max(axis=-1))
+        base = xp.where(xp.isfinite(m_new), m_new, 0)  # a row that has seen no allowed key yet: e^(-inf) = 0
+        correction = xp.exp(m_old - base)
+        s -= base[..., None]
+        p = xp.exp(s, out=s)
+        total[b, h, rows] = total[b, h, rows] * correction + p.sum(axis=-1)
+        out[b, h, rows] = out[b, h, rows] * correction[..., None] + p @ v[b, h, cols]
+        m[b, h, rows] = m_new
+    seen = total > 0  # False for a row with no allowed key: zeros out, and lse = +inf
+    out /= xp.where(seen, total, 1)[..., None]
+    lse = xp.where(seen, xp.where(xp.isfinite(m), m, 0) + xp.log(xp.where(seen, total, 1)), xp.inf)
+    return out, lse.astype(q.dtype, copy=False)
 
 
 def attention_backward_cpu(q, k, v, out, lse, dout, key_mask=None, causal=False, scale=None):
-    """(dq, dk, dv), rebuilding P from lse."""
+    """(dq, dk, dv), tile by tile, rebuilding P = e^(S - lse) from the saved log-sum-exps."""
     xp = backend.get_array_module(q)
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
-    p = (q * scale) @ k.swapaxes(-1, -2)  # rebuilt in place: scores, then exp(scores - lse)
-    p -= lse[..., None]
-    xp.exp(p, out=p)  # rows with lse = inf give 0
-    allow = allowed(q.shape[-2], k.shape[-2], key_mask, causal, xp)
-    if allow is not None:
-        p = xp.where(allow, p, 0)
-    dv = p.swapaxes(-1, -2) @ dout
-    ds = dout @ v.swapaxes(-1, -2)  # dP, turned into dS = P * (dP - D) in place
-    ds -= (dout * out).sum(axis=-1, keepdims=True)
-    ds *= p
-    return (ds @ k) * scale, (ds.swapaxes(-1, -2) @ q) * scale, dv
+    delta = (dout * out).sum(axis=-1)  # D_i = sum_c dout_ic out_ic = sum_j p_ij dp_ij
+    dq, dk, dv = xp.zeros_like(q), xp.zeros_like(k), xp.zeros_like(v)
+    for b, h, rows, cols, s in _blocks(q, k, key_mask, causal, scale):
+        s -= lse[b, h, rows][..., None]
+        p = xp.exp(s, out=s)  # masked scores (-inf) and rows with lse = +inf give 0
+        dv[b, h, cols] += p.swapaxes(-1, -2) @ dout[b, h, rows]
+        ds = dout[b, h, rows] @ v[b, h, cols].swapaxes(-1, -2)  # dP, turned into dS = P * (dP - D) in place
+        ds -= delta[b, h, rows][..., None]
+        ds *= p
+        dq[b, h, rows] += ds @ k[b, h, cols]
+        dk[b, h, cols] += ds.swapaxes(-1, -2) @ q[b, h, rows]
+    dq *= scale
+    dk *= scale
+    return dq, dk, dv
 
 
 # --- the fused CUDA kernels -----------------------------------------------------------------

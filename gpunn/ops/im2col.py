@@ -94,6 +94,35 @@ def col2im_cpu(col, g):
     return dxp[:, :, g.PT:g.PT + g.H, g.PL:g.PL + g.W]
 
 
+def input_gradient_as_convolution(dz, kernel, g):
+    """dX of a stride-1 convolution as a convolution itself (NumPy): dZ, padded, correlated with the
+    kernel flipped in space and with its two channel axes swapped.
+
+        dX[n, c, h, w] = sum_f sum_ki,kj dZ[n, f, h + PT - ki*DH, w + PL - kj*DW] W[f, c, ki, kj]
+
+    With ki' = KH - 1 - ki this reads dZ at h - (DH*(KH - 1) - PT) + ki'*DH: a correlation of dZ
+    padded by DH*(KH - 1) - PT above (and DH*(KH - 1) - PB below) with W[f, c, KH-1-ki', KW-1-kj'].
+    It moves F*H*W values per image where col2im adds C*OH*OW (strided): the layer picks the cheaper.
+
+    Args:
+        dz: (F, N*OH*OW), the layout of Z.  kernel: (F, C, KH, KW).  g: the forward Geometry (stride 1).
+    """
+    f = kernel.shape[0]
+    pads = ((g.DH * (g.KH - 1) - g.PT, g.DH * (g.KH - 1) - g.PB), (g.DW * (g.KW - 1) - g.PL, g.DW * (g.KW - 1) - g.PR))
+    back = Geometry((g.N, f, g.OH, g.OW), (g.KH, g.KW), (1, 1), pads, (g.DH, g.DW))
+    flipped = kernel[:, :, ::-1, ::-1].transpose(1, 0, 2, 3).reshape(g.C, -1)  # (C, F*KH*KW)
+    col = im2col_cpu(dz.reshape(f, g.N, g.OH, g.OW).transpose(1, 0, 2, 3), back)
+    return (flipped @ col).reshape(g.C, g.N, g.H, g.W).transpose(1, 0, 2, 3)
+
+
+def gradient_as_convolution_pays(g, filters):
+    """Whether :func:`input_gradient_as_convolution` beats W^T dZ + col2im on the CPU for this convolution:
+    stride 1, padding within the kernel's reach, and no more values to move (F*H*W <= C*OH*OW)."""
+    reach = (g.DH * (g.KH - 1), g.DW * (g.KW - 1))
+    return ((g.SH, g.SW) == (1, 1) and max(g.PT, g.PB) <= reach[0] and max(g.PL, g.PR) <= reach[1]
+            and filters * g.H * g.W <= g.C * g.OH * g.OW)
+
+
 # --- CUDA kernels -------------------------------------------------------------------
 
 SUFFIX = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}  # the .cu's instantiations
