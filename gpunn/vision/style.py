@@ -79,7 +79,7 @@ def style_transfer(model, content_image, style_image, content_layer, style_layer
     """
     weights = style_layers if isinstance(style_layers, dict) else {n: 1 / len(style_layers) for n in style_layers}
     names = [content_layer, *weights]
-    extractor = Model(model.inputs, [model.get_layer(n).output for n in names], name=f"{model.name}_features")
+    extractor = Model(model.inputs[0], [model.get_layer(n).output for n in names], name=f"{model.name}_features")
     shape = np.shape(content_image)
 
     def batch(image):
