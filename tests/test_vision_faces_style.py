@@ -152,3 +152,14 @@ def test_style_transfer_lowers_the_cost_and_keeps_pixels_in_range():
     image, costs = style_transfer(model, content, style, "conv2", ["conv1", "conv2"], optimizer="adam", steps=30)
     assert image.shape == content.shape and 0 <= image.min() and image.max() <= 1
     assert len(costs) == 30 and costs[-1] < costs[0]
+
+
+def test_the_shipped_small_vgg_loads_and_classifies_fashion_mnist():
+    import gpunn
+    from gpunn.vision import small_vgg
+
+    vgg = small_vgg()
+    assert vgg.count_params() == 33194 and vgg.get_layer("block3_conv1") is not None
+    _, (x, y) = gpunn.datasets.fashion_mnist.load_data()
+    _, accuracy = vgg.evaluate((x[:500, None] / 255).astype(np.float32), y[:500], batch_size=250)
+    assert accuracy > 0.75  # 80.2% on the 10,000 test images when it was made
