@@ -32,6 +32,7 @@ SMALL = {
     "06_attention_and_transformers": {"TRAIN_SAMPLES": 2000, "TEST_SAMPLES": 500, "EPOCHS": 2, "DEPTH": 32},
     "07_backends_and_kernels": {"BATCH": 8, "REPEAT": 3, "LARGEST": 10 ** 5},
     "11_detection": {"TRAIN_IMAGES": 300, "TEST_IMAGES": 50, "EPOCHS": 1, "WINDOW_DIGITS": 3000, "MAP_BAR": 0.0},
+    "12_faces_and_style": {"TRAIN_SAMPLES": 1000, "EPOCHS": 1, "PAIRS": 200, "ACCURACY_BAR": 0.52, "STYLE_STEPS": 30},
 }
 
 
@@ -62,9 +63,9 @@ def execute(name, overrides, workdir, timeout=600):
     return nb
 
 
-def test_the_eight_notebooks_are_there():
+def test_the_nine_notebooks_are_there():
     assert notebook_names() == sorted(SMALL), "every notebook needs test sizes in SMALL (and nothing else)"
-    assert len(SMALL) == 8
+    assert len(SMALL) == 9
 
 
 @pytest.mark.parametrize("name", notebook_names())
