@@ -12,9 +12,9 @@ NumPy (CPU) or CuPy (NVIDIA GPU) -- choose with GPUNN_BACKEND=auto|numpy|cupy.
 __version__ = "0.1.0"
 
 from gpunn import activations, backend, callbacks, config, datasets, initializers, layers, losses, metrics, optimizers
-from gpunn import plotting, regularizers, saving, schedules, text, utils
+from gpunn import plotting, regularizers, saving, schedules, text, utils, vision
 from gpunn.models import Input, Model, Sequential, load_model
 
 __all__ = ["Input", "Model", "Sequential", "load_model", "activations", "backend", "callbacks", "config", "datasets",
            "initializers", "layers", "losses", "metrics", "optimizers", "plotting", "regularizers", "saving",
-           "schedules", "text", "utils"]
+           "schedules", "text", "utils", "vision"]

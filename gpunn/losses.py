@@ -36,6 +36,7 @@ _EPS = 1e-7  # the clip Keras uses when it must take log(A) of probabilities
 class Loss:
     name = None
     fuses_with = None  # the output activation whose logits this loss can take
+    takes_labels = False  # True: y holds one class label per sample, whatever the output's shape
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         """Keras-style call: the mean loss as a float."""
@@ -221,15 +222,29 @@ LOSSES = {cls.name: cls for cls in (MeanSquaredError, BinaryCrossentropy, Catego
                                     SparseCategoricalCrossentropy)}
 
 
+def register_loss(cls):
+    """Make a Loss subclass known by its ``name`` (``compile(loss=name)``, and saved models that use it); a decorator.
+
+    Its constructor must accept its own ``get_config()`` (without 'name') as keyword arguments."""
+    if not (isinstance(cls, type) and issubclass(cls, Loss) and isinstance(cls.name, str)):
+        raise TypeError(f"register_loss expects a Loss subclass with a name; received {cls!r}")
+    LOSSES[cls.name] = cls
+    return cls
+
+
 def get(identifier):
-    """A loss from a name ('categorical_crossentropy', 'mse'), a config dict, or an instance."""
+    """A loss from a name ('categorical_crossentropy', 'mse'), a config dict ({'name': ..., 'margin': ...}), or an
+    instance."""
     if isinstance(identifier, Loss):
         return identifier
-    settings = {}
-    if isinstance(identifier, dict):
-        identifier, settings = identifier.get("name"), {k: v for k, v in identifier.items() if k != "name"}
-    if isinstance(identifier, str):
-        key = ALIASES.get(identifier.lower(), identifier.lower())
+    config = dict(identifier) if isinstance(identifier, dict) else {"name": identifier}
+    name = config.pop("name", None)
+    if isinstance(name, str):
+        key = ALIASES.get(name.lower(), name.lower())
         if key in LOSSES:
-            return LOSSES[key](**settings)
+            try:
+                return LOSSES[key](**config)
+            except TypeError as e:  # a loss that needs settings (a YOLO loss's anchors) given by name alone
+                raise ValueError(f"Loss {name!r} cannot be made from {identifier!r} ({e}): create the loss object "
+                                 f"and pass it, e.g. loss={LOSSES[key].__name__}(...)") from None
     raise ValueError(f"Unknown loss {identifier!r}; valid losses are: {', '.join(list(LOSSES) + list(ALIASES))}")

@@ -107,3 +107,30 @@ def confusion_matrix(y_true, y_pred, num_classes=None):
                          f"{min(y_true.min(), y_pred.min())} to {max(y_true.max(), y_pred.max())}")
     return np.bincount(y_true * num_classes + y_pred, minlength=num_classes * num_classes).reshape(num_classes,
                                                                                                    num_classes)
+
+
+def roc_curve(y_true, y_score):
+    """The ROC curve of scores for a yes/no question (as scikit-learn's): (fpr, tpr, thresholds), NumPy arrays.
+
+    Answering "yes" for every score >= t gives, over the examples whose true answer is no (0) and yes (1),
+    the false positive rate FPR(t) = FP / negatives and the true positive rate TPR(t) = TP / positives.
+    The curve runs from (0, 0) (t above every score: always "no") to (1, 1) (always "yes"), one point per
+    distinct score, highest first. For distances, where smaller means "yes", pass ``-distance``.
+    """
+    y_true = backend.to_numpy(y_true).astype(bool).ravel()
+    y_score = backend.to_numpy(y_score).astype(np.float64).ravel()
+    if y_true.shape != y_score.shape or y_true.all() or not y_true.any():
+        raise ValueError(f"roc_curve: expected one score per example and both answers among y_true; received "
+                         f"{y_true.size} labels ({int(y_true.sum())} positive) and {y_score.size} scores")
+    order = np.argsort(-y_score, kind="stable")
+    scores, hits = y_score[order], y_true[order]
+    last = np.r_[np.flatnonzero(np.diff(scores)), len(scores) - 1]  # the last example of each distinct score
+    tpr = np.r_[0.0, np.cumsum(hits)[last] / hits.sum()]
+    fpr = np.r_[0.0, np.cumsum(~hits)[last] / (~hits).sum()]
+    return fpr, tpr, np.r_[np.inf, scores[last]]
+
+
+def auc(x, y):
+    """The area under a curve given by points (x, y), x sorted (the trapezoidal rule): ``auc(fpr, tpr)``."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    return float(np.sum(np.diff(x) * (y[1:] + y[:-1]) / 2))

@@ -41,7 +41,6 @@ from gpunn import losses, optimizers
 
 FORMAT_VERSION = 2  # 2: the model's class is named (Sequential or Model); 1: always a Sequential
 HEADER = "__gpunn__"
-LOSS_CONFIG = "loss_config"  # how a loss with settings is written in the compile settings
 
 _custom_layers = {}
 
@@ -121,21 +120,24 @@ def save_weights(model, path):
 
 
 def _names(spec):
-    """A loss or metric setting (names, objects, lists or dicts of them) as JSON: objects by their name, a loss
-    with settings (``ignore_class``) by its config."""
+    """A loss or metric setting (names, objects, lists or dicts of them) as JSON: objects by their name -- a loss
+    with settings of its own (``ignore_class``, a triplet loss's margin) as Keras writes objects,
+    ``{"class_name", "config"}``."""
     if isinstance(spec, dict):
         return {k: _names(v) for k, v in spec.items()}
     if isinstance(spec, (list, tuple)):
         return [_names(v) for v in spec]
     if isinstance(spec, losses.Loss) and any(v is not None for k, v in spec.get_config().items() if k != "name"):
-        return {LOSS_CONFIG: spec.get_config()}
+        return {"class_name": type(spec).__name__, "config": spec.get_config()}
     return spec if spec is None or isinstance(spec, str) else spec.name
 
 
 def _losses(spec):
-    """The compile setting back from :func:`_names`: a loss's config becomes the loss again."""
+    """The losses of a saved compile setting: what :func:`_names` wrote, with each loss's config made a loss again."""
+    if isinstance(spec, dict) and set(spec) == {"class_name", "config"}:
+        return losses.get(spec["config"])
     if isinstance(spec, dict):
-        return losses.get(spec[LOSS_CONFIG]) if set(spec) == {LOSS_CONFIG} else {k: _losses(v) for k, v in spec.items()}
+        return {k: _losses(v) for k, v in spec.items()}
     return [_losses(v) for v in spec] if isinstance(spec, list) else spec
 
 

@@ -9,8 +9,9 @@ from gpunn.layers import (GRU, LSTM, Activation, Add, AdditiveAttention, Attenti
                           AvgPool2D, BatchNormalization, Bidirectional, Concatenate, Conv1D, Conv2D, Dense, Dot, Dropout,
                           Embedding, Flatten, GlobalAveragePooling1D, Maximum, Minimum, Multiply, Subtract,
                           GlobalAveragePooling2D, LayerNormalization, MaxPool2D, MaxPooling1D, Maxout, MultiHeadAttention,
-                          PositionalEncoding, PReLU, Reshape, Residual, SimpleRNN, TimeDistributed, TransformerDecoder,
-                          TransformerEncoder, ZeroPadding2D)
+                          PositionalEncoding, PReLU, RandomCrop, RandomFlip, RandomRotation, RandomTranslation,
+                          Reshape, Residual, SimpleRNN, TimeDistributed, TransformerDecoder, TransformerEncoder,
+                          UnitNormalization, ZeroPadding2D)
 
 IMAGES, SEQUENCES = (2, 2, 5, 5), (2, 6, 4)
 
@@ -33,6 +34,11 @@ CASES = {
     "max_pool2d": (lambda: MaxPool2D(2, padding="same"), IMAGES),
     "avg_pool2d": (lambda: AvgPool2D(2, padding="same"), IMAGES),
     "global_average_pooling2d": (lambda: GlobalAveragePooling2D(), IMAGES),
+    "random_flip": (lambda: RandomFlip(), IMAGES),
+    "random_translation": (lambda: RandomTranslation(0.2, 0.2), IMAGES),
+    "random_rotation": (lambda: RandomRotation(0.1, fill_mode="constant"), IMAGES),
+    "random_crop": (lambda: RandomCrop(3, 4), IMAGES),
+    "unit_normalization": (lambda: UnitNormalization(), (4, 5)),
     "batch_normalization": (lambda: BatchNormalization(), (4, 3)),
     "embedding": (lambda: Embedding(9, 4), "ids"),
     "simple_rnn": (lambda: SimpleRNN(3, return_sequences=True), SEQUENCES),

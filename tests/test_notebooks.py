@@ -34,6 +34,8 @@ SMALL = {
     "08_classic_networks": {"TRAIN_SAMPLES": 1500, "TEST_SAMPLES": 500, "EPOCHS": 2, "FEW_LABELS": 200},
     "09_seq2seq_and_attention": {"TRAIN_PAIRS": 1500, "TEST_PAIRS": 50, "EPOCHS": 1, "UNITS": 32, "DEPTH": 32},
     "10_word_embeddings": {"N_SENTENCES": 1000, "EPOCHS": 3},
+    "11_detection": {"TRAIN_IMAGES": 300, "TEST_IMAGES": 50, "EPOCHS": 1, "WINDOW_DIGITS": 3000, "MAP_BAR": 0.0},
+    "12_faces_and_style": {"TRAIN_SAMPLES": 1000, "EPOCHS": 1, "PAIRS": 200, "ACCURACY_BAR": 0.52, "STYLE_STEPS": 30},
 }
 
 
@@ -64,9 +66,9 @@ def execute(name, overrides, workdir, timeout=600):
     return nb
 
 
-def test_the_nine_notebooks_are_there():
+def test_the_twelve_notebooks_are_there():
     assert notebook_names() == sorted(SMALL), "every notebook needs test sizes in SMALL (and nothing else)"
-    assert len(SMALL) == 9
+    assert len(SMALL) == 12
 
 
 @pytest.mark.parametrize("name", notebook_names())

@@ -13,7 +13,8 @@ from gpunn.layers import (GRU, LSTM, Activation, AveragePooling1D, AvgPool2D, Ba
                           Conv2D, Dense, Dropout, Embedding, Flatten, GlobalAveragePooling2D, Layer, MaxPool2D,
                           MaxPooling1D, Maxout, PReLU, Reshape, SimpleRNN, TimeDistributed, ZeroPadding2D)
 from gpunn.layers import (AdditiveAttention, Attention, GlobalAveragePooling1D, LayerNormalization, MultiHeadAttention,
-                          PositionalEncoding, Residual, TransformerEncoder)
+                          PositionalEncoding, RandomCrop, RandomFlip, RandomRotation, RandomTranslation, Residual,
+                          TransformerEncoder, UnitNormalization)
 from gpunn.models import load_model
 from gpunn.regularizers import l2
 from gpunn.schedules import ExponentialDecay
@@ -31,6 +32,9 @@ MODELS = {
     "cnn": lambda: [ZeroPadding2D(1, input_shape=(2, 7, 7)), Conv2D(3, 3, strides=2, padding="same", activation="relu"),
                     BatchNormalization(), MaxPool2D(2, padding="same"), AvgPool2D(1), Conv2D(4, 1),
                     GlobalAveragePooling2D(), Dense(3, activation="softmax")],
+    "augmented_cnn": lambda: [RandomFlip("horizontal", input_shape=(1, 8, 8)), RandomTranslation(0.1, 0.2),
+                              RandomRotation(0.05, fill_mode="constant"), RandomCrop(6, 6), Conv2D(3, 3),
+                              GlobalAveragePooling2D(), Dense(4), UnitNormalization(), Dense(3, activation="softmax")],
     "cnn1d": lambda: [Conv1D(4, 3, padding="causal", input_shape=(8, 3)), MaxPooling1D(), AveragePooling1D(2),
                       Flatten(), Dense(3, activation="softmax")],
     "cnn_channels_last": lambda: [Conv2D(3, 3, data_format="channels_last", input_shape=(6, 6, 2)),

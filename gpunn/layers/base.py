@@ -69,7 +69,8 @@ class Layer:
             input_shape = (input_dim,)
         self.name = unique_name(_snake_case(type(self).__name__)) if name is None else name
         self.trainable = trainable
-        self.input_shape = None if input_shape is None else tuple(int(d) for d in np.atleast_1d(input_shape))
+        self.input_shape = None if input_shape is None else tuple(None if d is None else int(d)  # None: any size
+                                                                  for d in np.atleast_1d(input_shape))
         self.built = False
         self.needs_input_grad = True
         self.weight_names = []  # in creation order

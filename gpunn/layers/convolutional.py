@@ -7,8 +7,8 @@ import gpunn.backend as backend
 from gpunn import activations
 from gpunn.layers.base import config_of
 from gpunn.layers.image import ImageLayer
-from gpunn.ops.im2col import (Geometry, col2im, gradient_as_convolution_pays, im2col, input_gradient_as_convolution,
-                              resolve_padding)
+from gpunn.ops.im2col import (Geometry, col2im, conv_output_size, gradient_as_convolution_pays, im2col,
+                              input_gradient_as_convolution, resolve_padding)
 
 
 def normalize_pair(value, what, layer):
@@ -25,6 +25,13 @@ def normalize_single(value, what, layer_name):
     if isinstance(single, bool) or not isinstance(single, (int, np.integer)) or single < 1:
         raise ValueError(f"Layer '{layer_name}': {what} must be a positive integer; received {what}={value!r}")
     return int(single)
+
+
+def output_sizes(sizes, kernel_size, strides, paddings, dilation=(1, 1)):
+    """The output's (OH, OW) for an input of (H, W) -- a size that is None (``Input(shape=(1, None, None))``: known
+    only when the data comes) gives None; the arithmetic is :func:`gpunn.ops.im2col.conv_output_size`'s."""
+    return tuple(None if n is None else conv_output_size(n, k, s, sum(resolve_padding(p, n, k, s, d)), d)
+                 for n, k, s, p, d in zip(sizes, kernel_size, strides, paddings, dilation))
 
 
 def check_padding(padding, layer):
@@ -101,12 +108,14 @@ class Conv2D(ImageLayer):
         return self.kernel_size
 
     def output_shape_channels_first(self, input_shape):
-        g = self.geometry((1,) + tuple(input_shape))
-        if g.OH < 1 or g.OW < 1:
+        paddings = self.padding if isinstance(self.padding, tuple) else (self.padding, self.padding)
+        oh, ow = output_sizes(input_shape[1:], self.kernel_size, self.strides, paddings, self.dilation_rate)
+        if any(o is not None and o < 1 for o in (oh, ow)):
+            padded = tuple(None if n is None else n + sum(resolve_padding(p, n, k, s, d)) for n, p, k, s, d in zip(
+                input_shape[1:], paddings, self.kernel_size, self.strides, self.dilation_rate))
             raise ValueError(f"Layer '{self.name}': kernel {self.kernel_size} (dilation {self.dilation_rate}) is larger "
-                             f"than the padded input {(g.H + g.PT + g.PB, g.W + g.PL + g.PR)} of samples "
-                             f"{self.own_shape(input_shape)}")
-        return self.filters, g.OH, g.OW
+                             f"than the padded input {padded} of samples {self.own_shape(input_shape)}")
+        return self.filters, oh, ow
 
     def forward_channels_first(self, x, training=False):
         self.g = g = self.geometry(x.shape)
@@ -159,7 +168,7 @@ class ZeroPadding2D(ImageLayer):
     def output_shape_channels_first(self, input_shape):
         (t, b), (l, r) = self.padding
         c, h, w = input_shape
-        return c, h + t + b, w + l + r
+        return c, None if h is None else h + t + b, None if w is None else w + l + r
 
     def forward_channels_first(self, x, training=False):
         xp = backend.get_array_module(x)

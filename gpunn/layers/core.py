@@ -57,6 +57,9 @@ class Dense(Layer):
         self.kernel_regularizer = kernel_regularizer
 
     def build(self, input_shape):
+        if input_shape[-1] is None:
+            raise ValueError(f"Layer '{self.name}' needs a known size on the last axis of its samples to make its "
+                             f"kernel; received samples of shape {tuple(input_shape)}")
         super().build(input_shape)
         n_in = input_shape[-1]
         self.add_weight("kernel", (n_in, self.units), self.kernel_initializer, self.kernel_regularizer)
@@ -157,6 +160,9 @@ class Flatten(Layer):
     """(m, d1, d2, ...) -> (m, d1*d2*...); backward reshapes the gradient back."""
 
     def compute_output_shape(self, input_shape):
+        if None in input_shape:
+            raise ValueError(f"Layer '{self.name}' needs samples of a fixed shape; received {tuple(input_shape)}. A "
+                             f"model on images of any size ends in convolutions, or in a global pooling")
         return (int(np.prod(input_shape)),)
 
     def forward(self, x, training=False):

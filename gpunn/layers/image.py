@@ -59,7 +59,8 @@ class ImageLayer(Layer):
 
     def refuse_channels_last_shape(self, shape):
         """(28, 28, 1) or (32, 32, 3) under channels-first: 28 or 32 channels of 1 or 3 pixels is surely a mistake."""
-        if len(shape) == len(self.spatial_axes) + 1 and shape[-1] in (1, 3) and shape[0] >= 4 * shape[-1]:
+        if len(shape) == len(self.spatial_axes) + 1 and shape[-1] in (1, 3) and (
+                shape[0] is None or shape[0] >= 4 * shape[-1]):
             first = (shape[-1],) + tuple(shape[:-1])
             raise ValueError(f"Layer '{self.name}': input_shape={tuple(shape)} looks channels-last "
                              f"{self.layout(data_format='channels_last')}, but the layer is channels-first "
@@ -90,6 +91,8 @@ class ImageLayer(Layer):
     def check_input(self, x):
         """x must be (N, ...) in the layer's layout, with the channels the layer was built for."""
         check_rank(self, x, len(self.spatial_axes) + 2, self.layout(batch=True))
+        if self.input_shape is not None and None in self.input_shape:
+            self.compute_output_shape(tuple(x.shape[1:]))  # sizes known only now must still fit the windows
         axis, other = (x.ndim - 1, 1) if self.channels_last else (1, x.ndim - 1)
         if self.channels is None or x.shape[axis] == self.channels:
             return

@@ -10,7 +10,7 @@ import numpy as np
 
 import gpunn.backend as backend
 from gpunn.layers.base import Layer, check_rank
-from gpunn.layers.convolutional import OneD, check_padding, normalize_pair, normalize_single
+from gpunn.layers.convolutional import OneD, check_padding, normalize_pair, normalize_single, output_sizes
 from gpunn.layers.image import ImageLayer
 from gpunn.ops.im2col import Geometry, col2im, im2col, resolve_padding
 
@@ -32,11 +32,11 @@ class _Pooling2D(ImageLayer):
         return Geometry((n * c, 1, h, w), self.pool_size, self.strides, pads)
 
     def output_shape_channels_first(self, input_shape):
-        g = self.geometry((1,) + tuple(input_shape))
-        if g.OH < 1 or g.OW < 1:
+        oh, ow = output_sizes(input_shape[1:], self.pool_size, self.strides, (self.padding, self.padding))
+        if any(o is not None and o < 1 for o in (oh, ow)):
             raise ValueError(f"Layer '{self.name}': pool_size {self.pool_size} is larger than the input "
                              f"{self.own_shape(input_shape)}")
-        return input_shape[0], g.OH, g.OW
+        return input_shape[0], oh, ow
 
     def windows(self, x):
         self.x_shape = x.shape

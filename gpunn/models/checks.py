@@ -68,6 +68,11 @@ def check_targets(model, y, head, output_shape, what):
                          f"0..{k - 1}, one-hot rows or values; {CLASS_NAMES_HINT}")
     if y.dtype.kind == "f" and not bool(xp.isfinite(y).all()):
         raise ValueError(f"{what}: y{where} contains NaN or infinite values")
+    if head.loss.takes_labels:  # one class label per sample, whatever the output's shape (the triplet loss)
+        if y.size != len(y):
+            raise ValueError(f"{what}: loss '{name}' takes one class label per sample; received y{where} of shape "
+                             f"{y.shape}")
+        return y.reshape(len(y)).astype(np.int64, copy=False)
     one_per_sample = y.size // len(y) == (1 if name == "sparse_categorical_crossentropy" else k)
     if one_per_sample and int(np.prod(output_shape[:-1])) > 1:
         raise ValueError(f"{what}: the model outputs samples of shape {output_shape} but y{where} has one target per "

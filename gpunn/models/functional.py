@@ -168,7 +168,7 @@ class Model(Trainer, Layer):
                 _pair(structure, arg_grads.get(name), receive)
         for owner, n, total in totals.values():
             owner.grads[n] = total
-        return self._pack([grads.get(t.id) for t in self.inputs], form=self._input_form)
+        return self._pack([grads.get(t.id) for t in self.inputs], inputs=True)
 
     # --- the data's form: an array, a list or a dict ---------------------------------------------
     def _flatten_data(self, data, what, allow_none=False):
@@ -190,8 +190,9 @@ class Model(Trainer, Layer):
                              f"{len(tensors)} arrays")
         return [data]
 
-    def _pack(self, values, form=None):
-        form = self._output_form if form is None else form
+    def _pack(self, values, inputs=False):
+        """Values in the order of the model's outputs (or inputs) given back in the form they were declared in."""
+        form = self._input_form if inputs else self._output_form
         if isinstance(form, dict):
             return dict(zip(form, values))
         return list(values) if isinstance(form, list) else values[0]

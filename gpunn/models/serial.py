@@ -40,7 +40,7 @@ def graph_config(model):
     from gpunn.layers.base import layer_config
 
     return {"name": model.name, "layers": [layer_config(layer) for layer in model.layers], "nodes": nodes,
-            "inputs": encode(model._pack(model.inputs, form=model._input_form)),
+            "inputs": encode(model._pack(model.inputs, inputs=True)),
             "outputs": encode(model._pack(model.outputs))}
 
 
