@@ -1,5 +1,6 @@
 """The Functional API: Input, Model(inputs, outputs), merge layers, shared layers, several inputs and outputs."""
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,8 @@ def test_the_readme_graph_snippet_runs_as_written(capsys):
     model = scope["model"]
     assert set(model.fit(x, y_true, epochs=1, verbose=0).history) == {"loss", "accuracy"}
     text = capsys.readouterr().out
-    assert "Connected to" in text and "add (Add)" in text and "(None, 32, 14, 14)" in text
+    assert "Connected to" in text and "(None, 32, 14, 14)" in text
+    assert re.search(r"\badd(_\d+)? \(Add\)", text)  # names count up across the session, as Keras's do
     assert model.predict(x[:3]).shape == (3, 10)
 
 
