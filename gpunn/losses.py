@@ -48,6 +48,12 @@ class Loss:
     def backward(self):
         raise NotImplementedError
 
+    def refuse_mask(self, mask):
+        """For a loss of whole examples, which has no padded steps to skip."""
+        if mask is not None:
+            raise ValueError(f"Loss '{self.name}' cannot skip padded steps: it received the mask of an output "
+                             f"(from Embedding(mask_zero=True)); use a loss of steps, or no mask_zero")
+
     def weighted(self, values):
         """``values`` (m, ...) with each example's entries -- or each step's, for weights (m, T) -- scaled by
         the weights ``self.w``, if there are any."""

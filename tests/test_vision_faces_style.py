@@ -163,3 +163,9 @@ def test_the_shipped_small_vgg_loads_and_classifies_fashion_mnist():
     _, (x, y) = gpunn.datasets.fashion_mnist.load_data()
     _, accuracy = vgg.evaluate((x[:500, None] / 255).astype(np.float32), y[:500], batch_size=250)
     assert accuracy > 0.75  # 80.2% on the 10,000 test images when it was made
+
+
+def test_losses_of_whole_examples_refuse_a_padding_mask():
+    f = np.random.default_rng(0).standard_normal((4, 3))
+    with pytest.raises(ValueError, match="triplet_loss.*cannot skip padded steps"):
+        TripletLoss().forward(f, np.array([0, 0, 1, 1]), None, np.ones((4, 3), dtype=bool))

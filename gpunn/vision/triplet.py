@@ -45,7 +45,8 @@ class TripletLoss(Loss):
             raise ValueError(f"TripletLoss: margin must be >= 0; received margin={margin!r}")
         self.margin = float(margin)
 
-    def forward(self, y_pred, y_true, sample_weight=None):
+    def forward(self, y_pred, y_true, sample_weight=None, mask=None):
+        self.refuse_mask(mask)
         xp = backend.get_array_module(y_pred)
         self.shape = y_pred.shape
         f = self.f = y_pred.reshape(len(y_pred), -1)

@@ -59,7 +59,8 @@ class YOLOLoss(Loss):
             float(lambda_noobj)
         self.data_format = config.check_data_format(data_format or config.image_data_format(), "YOLOLoss")
 
-    def forward(self, y_pred, y_true, sample_weight=None):
+    def forward(self, y_pred, y_true, sample_weight=None, mask=None):
+        self.refuse_mask(mask)
         xp = backend.get_array_module(y_pred)
         self.w, self.shape = sample_weight, y_pred.shape
         a, k = len(self.anchors), self.num_classes
