@@ -190,6 +190,7 @@ def main(argv=None):
           f"{len(test_pairs)} held out")
     results = {}
     for name in (["rnn", "transformer"] if args.model == "both" else [args.model]):
+        gpunn.utils.set_seed(args.seed)  # each model starts as it would alone: --model both = the two runs
         if name == "rnn":
             model, attention_model = rnn_model(embed=32, units=args.units, attention_units=args.units)
         else:
