@@ -155,3 +155,14 @@ def assert_gradcheck(target, x, y=None, tol=1e-6, **kwargs):
     bad = {k: v for k, v in diffs.items() if not v < tol}
     assert not bad, f"backprop disagrees with centered differences: {bad}"
     return diffs
+
+
+def assert_trained_round_trip(model, x, y, path):
+    """Train ``model`` two epochs on (x, y), save it to ``path``, load it: same predictions, same config."""
+    from gpunn.models import load_model
+
+    model.fit(x, y, epochs=2, batch_size=4, verbose=0)
+    model.save(path)
+    loaded = load_model(path)
+    np.testing.assert_array_equal(host(loaded.predict(x)), host(model.predict(x)))
+    assert loaded.get_config() == model.get_config()
