@@ -126,6 +126,21 @@ def test_schedules_follow_the_course():
     assert opt.iterations == 2 and opt.current_learning_rate() == pytest.approx(1 / 3)
 
 
+def test_cosine_decay_matches_keras():
+    cos = schedules.CosineDecay(2.0, decay_steps=100, alpha=0.1)
+    assert cos(0) == 2.0 and cos(50) == pytest.approx(2.0 * (0.9 * 0.5 + 0.1)) and cos(100) == cos(500) == pytest.approx(0.2)
+    warm = schedules.CosineDecay(0.0, decay_steps=10, warmup_target=1.0, warmup_steps=4)
+    assert warm(2) == pytest.approx(0.5) and warm(4) == 1.0 and warm(14) == pytest.approx(0.0, abs=1e-12)
+    assert schedules.get(warm.get_config())(7) == warm(7)
+    with pytest.raises(ValueError, match="alpha must be in"):
+        schedules.CosineDecay(1.0, 10, alpha=2.0)
+    keras = pytest.importorskip("keras")
+    theirs = keras.optimizers.schedules.CosineDecay(0.01, 40, alpha=0.05, warmup_target=0.1, warmup_steps=7)
+    ours = schedules.CosineDecay(0.01, 40, alpha=0.05, warmup_target=0.1, warmup_steps=7)
+    for step in (0, 3, 7, 20, 46, 60):
+        assert ours(step) == pytest.approx(float(theirs(step)), rel=1e-6)
+
+
 def test_string_aliases_and_errors():
     for name in ("sgd", "adam", "rmsprop", "adagrad", "nadam", "adadelta"):
         assert optimizers.get(name).name == name
