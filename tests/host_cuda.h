@@ -7,7 +7,10 @@
 //     one after another: as fibers switched at each barrier (host_cuda_fibers.h, on
 //     x86-64), or else one OS thread per CUDA thread with a std::barrier. __shared__
 //     arrays (function statics) are shared by the threads of a block, as on the GPU.
-//   - Kernels without __syncthreads() run their threads one by one, which is the same
+//   - __shfl_xor_sync() trades values through a block-wide slot array between two barriers:
+//     right for kernels whose whole block reaches each shuffle together (gpunn's shuffle in
+//     loops whose bounds are the same for every thread of the block).
+//   - Kernels without __syncthreads() or shuffles run their threads one by one, which is the same
 //     result for any kernel whose threads write disjoint elements (all of gpunn's).
 // What this cannot show: speed, races between blocks, and what only the GPU compiler
 // rejects (NVRTC compiles the same sources in tests/test_kernels_compile.py).
@@ -43,6 +46,18 @@ inline std::barrier<>* block_barrier = nullptr;
 }
 inline void __syncthreads() { host_cuda::block_barrier->arrive_and_wait(); }
 #endif
+
+// Each thread leaves its value in its slot; after a barrier it reads its partner lane's (lane ^ lane_mask,
+// which stays inside the warp and inside a segment of `width` lanes for lane_mask < width).
+inline float __shfl_xor_sync(unsigned, float value, int lane_mask, int = 32) {
+    static float slots[1024];
+    const unsigned t = threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z);
+    slots[t] = value;
+    __syncthreads();
+    const float partner = slots[t ^ unsigned(lane_mask)];
+    __syncthreads();  // nobody overwrites a slot before its partner has read it
+    return partner;
+}
 
 inline float __int_as_float(int i) {
     float f;

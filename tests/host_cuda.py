@@ -53,7 +53,7 @@ def kernel_names(code):
 @functools.lru_cache(maxsize=None)
 def _library(code):
     names = kernel_names(code)
-    cooperative = "__syncthreads" in code
+    cooperative = "__syncthreads" in code or "__shfl" in code
     stem = f"kernels{len(list(_BUILD.glob('*.cu')))}"
     (_BUILD / f"{stem}.cu").write_text(code)
     wrappers = [f'#include "{HEADER}"', f'#include "{stem}.cu"']

@@ -112,15 +112,16 @@ def test_transformer_classifier_learns_a_sequence_task():
     assert model.evaluate(x[2500:], y[2500:])[1] > 0.9  # about half the sequences repeat their first token
 
 
-@pytest.mark.parametrize("d", [16, 32, 64, 128])
+@pytest.mark.parametrize("d, dv", [(16, 16), (32, 32), (64, 64), (128, 128), (24, 40), (100, 8)])
 @pytest.mark.parametrize("lq, lk", [(1, 1), (37, 53), (100, 31), (130, 130), (300, 260)])
 @pytest.mark.parametrize("causal, masked", [(False, False), (True, False), (False, True), (True, True)])
-def test_kernels_match_twin(d, lq, lk, causal, masked, kernel_device):
-    q, k, v = (rng.standard_normal(s).astype(np.float32) for s in ((2, 3, lq, d), (2, 3, lk, d), (2, 3, lk, d)))
+def test_kernels_match_twin(d, dv, lq, lk, causal, masked, kernel_device):
+    """Every padded width (32, 64, 128; d and dv may differ and need not be one), odd lengths, every mask."""
+    q, k, v = (rng.standard_normal(s).astype(np.float32) for s in ((2, 3, lq, d), (2, 3, lk, d), (2, 3, lk, dv)))
     mask = rng.random((2, lk)) < 0.7 if masked else None
     if masked:
         mask[1] = False  # a fully masked example
-    dout = rng.standard_normal((2, 3, lq, d)).astype(np.float32)
+    dout = rng.standard_normal((2, 3, lq, dv)).astype(np.float32)
     dev = kernel_device
     on = [dev.asarray(a) for a in (q, k, v)]
     on_mask = None if mask is None else dev.asarray(mask)

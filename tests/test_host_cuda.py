@@ -93,7 +93,7 @@ def image_model():
 # order than the twin, compares with plain gradient descent.)
 MODELS = {
     "sequence": (sequence_model, "adam", {"embedding_backward", "lstm_step_forward", "lstm_step_backward",
-                                          "attention_forward", "attention_backward_dq", "attention_backward_dkv",
+                                          "attention_forward_32", "attention_backward_dq_32", "attention_backward_dkv_32",
                                           "adam_update"}),
     "image": (image_model, "sgd", {"im2col_forward_float", "col2im_backward_float", "sgd_update"}),
 }

@@ -27,7 +27,9 @@ import numpy as np
 import gpunn.backend as backend
 from gpunn.backend import kernels
 
-MAX_HEAD_DIM = 128  # the kernels keep one query row (and its output) per thread
+WIDTHS = (32, 64, 128)  # the kernels' padded head widths: d and dv up to 128
+MAX_HEAD_DIM = WIDTHS[-1]
+COLS = 16  # columns of a row each thread of the kernels keeps (as in attention.cu)
 
 
 def allowed(q_len, k_len, key_mask, causal, xp):
@@ -180,14 +182,17 @@ def _mask_args(q, k, key_mask):
     return xp.ascontiguousarray(key_mask.astype(np.int8)), np.int32(1)
 
 
-ROWS_PER_BLOCK = 128  # at most; a short sequence gets fewer threads (whole warps of 32), none idle for nothing
+THREADS_PER_BLOCK = 128  # at most; a short sequence gets fewer (whole warps of 32), none idle for nothing
 
 
-def _launch(name, rows, heads, args):
-    """A 1-D grid of ``heads`` (= B*H) groups of row blocks, as the kernels expect."""
-    threads = min(ROWS_PER_BLOCK, 32 * kernels.grid(rows, 32))
-    grid = (kernels.grid(rows, threads) * heads,)
-    kernels.get_kernel("attention", name)(grid, (threads,), args)
+def _launch(name, rows, heads, args, d, dv):
+    """A 1-D grid of ``heads`` (= B*H) groups of row blocks, as the kernels expect, of the kernel for the
+    smallest padded width that holds d and dv; each row takes width / COLS threads."""
+    width = next(w for w in WIDTHS if w >= max(d, dv))
+    per_row = width // COLS
+    threads = min(THREADS_PER_BLOCK, 32 * kernels.grid(rows * per_row, 32))
+    grid = (kernels.grid(rows, threads // per_row) * heads,)
+    kernels.get_kernel("attention", f"{name}_{width}")(grid, (threads,), args)
 
 
 def attention_forward_gpu(q, k, v, key_mask=None, causal=False, scale=None):
@@ -202,7 +207,7 @@ def attention_forward_gpu(q, k, v, key_mask=None, causal=False, scale=None):
     mask, has_mask = _mask_args(q, k, key_mask)
     _launch("attention_forward", lq, b * h, (q, k, v, mask, out, lse, np.int64(b), np.int64(h), np.int64(lq),
                                             np.int64(lk), np.int32(d), np.int32(dv), np.float32(scale), has_mask,
-                                            np.int32(bool(causal))))
+                                            np.int32(bool(causal))), d, dv)
     return out, lse
 
 
@@ -219,8 +224,8 @@ def attention_backward_gpu(q, k, v, out, lse, dout, key_mask=None, causal=False,
     mask, has_mask = _mask_args(q, k, key_mask)
     shape = (np.int64(b), np.int64(h), np.int64(lq), np.int64(lk), np.int32(d), np.int32(dv), np.float32(scale),
              has_mask, np.int32(bool(causal)))
-    _launch("attention_backward_dq", lq, b * h, (q, k, v, mask, lse, dout, delta, dq) + shape)
-    _launch("attention_backward_dkv", lk, b * h, (q, k, v, mask, lse, dout, delta, dk, dvv) + shape)
+    _launch("attention_backward_dq", lq, b * h, (q, k, v, mask, lse, dout, delta, dq) + shape, d, dv)
+    _launch("attention_backward_dkv", lk, b * h, (q, k, v, mask, lse, dout, delta, dk, dvv) + shape, d, dv)
     return dq, dk, dvv
 
 
