@@ -34,21 +34,47 @@ def test_triplet_loss_is_batch_hard_by_hand():
     assert host(loss.forward(dev(far_apart), dev(np.repeat(np.arange(3), 2)))) == 0
 
 
-def test_triplet_loss_gradient_by_gradcheck():
+def semi_hard_by_hand(f, labels, margin):
+    """Semi-hard, written as loops: every positive pair with the closest negative farther than its positive
+    (or, when there is none, the farthest negative)."""
+    terms = []
+    for a in range(len(f)):
+        d = ((f - f[a]) ** 2).sum(axis=1)
+        negatives = [d[n] for n in range(len(f)) if labels[n] != labels[a]]
+        for p in range(len(f)):
+            if p != a and labels[p] == labels[a] and negatives:
+                farther = [dn for dn in negatives if dn > d[p]]
+                terms.append(max(d[p] - (min(farther) if farther else max(negatives)) + margin, 0))
+    return sum(terms) / len(terms)
+
+
+def test_triplet_loss_semi_hard_by_hand():
+    f = rng.standard_normal((9, 3))
+    labels = np.array([0, 0, 1, 1, 1, 2, 3, 0, 2])
+    loss = TripletLoss(margin=0.5, mining="semi_hard")
+    assert host(loss.forward(dev(f), dev(labels))) == pytest.approx(semi_hard_by_hand(f, labels, 0.5))
+    clumped = np.zeros((6, 2))  # every encoding at one point: d(a, n) > d(a, p) nowhere, each term alpha
+    assert host(loss.forward(dev(clumped), dev(np.arange(6) % 3))) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="mining must be one of hard, semi_hard; received mining='easy'"):
+        TripletLoss(mining="easy")
+
+
+@pytest.mark.parametrize("mining", ["hard", "semi_hard"])
+def test_triplet_loss_gradient_by_gradcheck(mining):
     model = Sequential([Dense(4, input_shape=(5,)), UnitNormalization()])
-    model.compile("sgd", loss=TripletLoss(margin=0.3))
+    model.compile("sgd", loss=TripletLoss(margin=0.3, mining=mining))
     assert_gradcheck(model, rng.standard_normal((8, 5)), np.array([0, 0, 1, 1, 2, 2, 0, 1]))
 
 
 def test_triplet_loss_takes_labels_and_saves_its_margin(tmp_path):
     model = Sequential([Dense(3, input_shape=(4,)), UnitNormalization()])
-    model.compile("adam", loss=TripletLoss(margin=0.4))
+    model.compile("adam", loss=TripletLoss(margin=0.4, mining="semi_hard"))
     x, labels = rng.standard_normal((12, 4)).astype(np.float32), np.arange(12) % 3
     history = model.fit(x, labels, batch_size=12, epochs=20, verbose=0)
     assert history.history["loss"][-1] < history.history["loss"][0]
     model.save(tmp_path / "encoder.npz")
     loaded = load_model(tmp_path / "encoder.npz")
-    assert isinstance(loaded.loss, TripletLoss) and loaded.loss.margin == 0.4
+    assert isinstance(loaded.loss, TripletLoss) and (loaded.loss.margin, loaded.loss.mining) == (0.4, "semi_hard")
     with pytest.raises(ValueError, match="loss 'triplet_loss' takes one class label per sample; received y of shape"):
         model.fit(x, np.zeros((12, 3)), verbose=0)
     with pytest.raises(ValueError, match="TripletLoss: margin must be >= 0; received margin=-1"):

@@ -13,8 +13,21 @@ for it::
     J = 1/M sum over anchors a of max(max_p d(a, p) - min_n d(a, n) + alpha, 0),   d(a, b) = ||f(a) - f(b)||^2
 
 (M: the anchors that have a positive and a negative in the batch; batches of a few dozen samples of a
-handful of classes have many.) With W[a, p] = +1 and W[a, n] = -1 for each anchor's chosen pair (0 when
-its term is 0), J = 1/M sum_ab W[a, b] d(a, b), and as dd(a, b)/df(a) = 2 (f(a) - f(b)) = -dd(a, b)/df(b)::
+handful of classes have many.)
+
+Batch hard pulls hardest on the worst outliers, and early in training, with a large batch or margin, it can
+collapse every encoding to one point (then every term is alpha, and every distance 0). FaceNet's *semi-hard*
+mining (``mining="semi_hard"``, as in TensorFlow Addons' TripletSemiHardLoss) takes every positive pair
+(a, p) of the batch, each with the closest negative that is still farther than p -- d(a, p) < d(a, n) -- or,
+where no negative is, the farthest one::
+
+    J = 1/M sum over pairs (a, p) of max(d(a, p) - d(a, n(a, p)) + alpha, 0)      (M: the positive pairs)
+
+It needs a (batch, batch, batch) comparison: meant for batches of up to a few hundred.
+
+With W[a, p] = +1 and W[a, n] = -1 for each chosen triplet (0 when its term is 0; semi-hard sums them, as
+one negative can serve several pairs), J = 1/M sum_ab W[a, b] d(a, b), and as
+dd(a, b)/df(a) = 2 (f(a) - f(b)) = -dd(a, b)/df(b)::
 
     dJ/df = 2/M ((r + c) * f - (W + W^T) f),      r = W 1 (row sums), c = W^T 1 (column sums)
 
@@ -27,7 +40,7 @@ from gpunn.losses import Loss, register_loss
 
 @register_loss
 class TripletLoss(Loss):
-    """The triplet loss with batch-hard mining (above): ``compile(loss=TripletLoss(margin=0.2))``, ``fit(x, labels)``.
+    """The triplet loss, mined in each batch (above): ``compile(loss=TripletLoss(margin=0.2))``, ``fit(x, labels)``.
 
     The model's output is the encoding f(x), (m, d); an :class:`gpunn.layers.UnitNormalization` before it keeps
     the encodings on the unit sphere, where distances lie in [0, 4] and a margin of 0.2 means the same at every
@@ -35,15 +48,22 @@ class TripletLoss(Loss):
 
     Args:
         margin: alpha.
+        mining: "hard" (batch hard, each anchor's farthest positive and closest negative) or "semi_hard"
+            (every positive pair, with the closest negative farther than the positive).
     """
 
     name = "triplet_loss"
     takes_labels = True
 
-    def __init__(self, margin=0.2):
+    MINING = ("hard", "semi_hard")
+
+    def __init__(self, margin=0.2, mining="hard"):
         if not margin >= 0:
             raise ValueError(f"TripletLoss: margin must be >= 0; received margin={margin!r}")
+        if mining not in self.MINING:
+            raise ValueError(f"TripletLoss: mining must be one of {', '.join(self.MINING)}; received mining={mining!r}")
         self.margin = float(margin)
+        self.mining = mining
 
     def forward(self, y_pred, y_true, sample_weight=None, mask=None):
         self.refuse_mask(mask)
@@ -55,6 +75,8 @@ class TripletLoss(Loss):
         d = xp.maximum(squares[:, None] + squares[None, :] - 2 * f @ f.T, 0)  # d[a, b] = ||f(a) - f(b)||^2
         same = labels[:, None] == labels[None, :]
         positive = same & ~xp.eye(len(f), dtype=bool)
+        if self.mining == "semi_hard":
+            return self._semi_hard(xp, f, d, same, positive, sample_weight)
         far = xp.where(positive, d, -xp.inf).argmax(axis=1)  # the hardest positive of each anchor
         close = xp.where(same, xp.inf, d).argmin(axis=1)  # the hardest negative
         rows = xp.arange(len(f))
@@ -68,6 +90,21 @@ class TripletLoss(Loss):
         self.w_pair[rows, close] -= active
         return (terms * weights).sum() / self.m
 
+    def _semi_hard(self, xp, f, d, same, positive, sample_weight):
+        negative = ~same
+        farther = negative[:, None, :] & (d[:, None, :] > d[:, :, None])  # [a, p, n]: n negative, d(a, n) > d(a, p)
+        outside = xp.where(farther, d[:, None, :], xp.inf).argmin(axis=2)  # the closest such n, for each (a, p)
+        inside = xp.where(negative, d, -xp.inf).argmax(axis=1)  # none: the farthest negative of a
+        chosen = xp.where(farther.any(axis=2), outside, inside[:, None])  # n(a, p)
+        valid = positive & negative.any(axis=1)[:, None]
+        terms = xp.maximum(d - xp.take_along_axis(d, chosen, axis=1) + self.margin, 0) * valid
+        weights = valid if sample_weight is None else valid * sample_weight.reshape(-1, 1)
+        self.m = xp.maximum(valid.sum(), 1)
+        active = ((terms > 0) * weights).astype(f.dtype)  # +1 at (a, p)
+        picked = chosen[:, :, None] == xp.arange(len(f))  # [a, p, n]: n is the negative of (a, p)
+        self.w_pair = active - (active[:, :, None] * picked).sum(axis=1)
+        return (terms * weights).sum() / self.m
+
     def backward(self):
         w = self.w_pair
         r, c = w.sum(axis=1), w.sum(axis=0)
@@ -75,4 +112,4 @@ class TripletLoss(Loss):
         return df.astype(self.f.dtype).reshape(self.shape)
 
     def get_config(self):
-        return {"name": self.name, "margin": self.margin}
+        return {"name": self.name, "margin": self.margin, "mining": self.mining}
