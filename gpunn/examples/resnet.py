@@ -1,6 +1,6 @@
 """Train a small ResNet on Fashion-MNIST (or MNIST): residual blocks, written with the Functional API.
 
-    python -m gpunn.examples.resnet                         # Fashion-MNIST, 10 epochs, Adam 1e-3, batch 128
+    python -m gpunn.examples.resnet                         # Fashion-MNIST, 10 epochs, batch 64
     python -m gpunn.examples.resnet --epochs 1 --limit 5000 --plot history.png
 
 A residual block adds its input back before the last activation, the course's
@@ -8,9 +8,14 @@ a[l+2] = g(z[l+2] + a[l]): the block only has to learn a correction to the ident
 the gradient reaches early layers through the shortcut undiminished. Where a block halves
 the image and doubles the channels, the shortcut becomes a 1x1 convolution with stride 2
 (a projection) so that the two sides of the addition have one shape.
+
+Adam's rate follows half a cosine from --learning-rate down to zero over the whole run
+(CosineDecay): large steps early, and small ones at the end, where a constant rate would
+leave the weights rattling around the minimum.
 """
 
 import argparse
+import math
 
 import gpunn
 from gpunn import Input, Model, backend
@@ -55,7 +60,8 @@ def main(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", choices=["mnist", "fashion_mnist"], default="fashion_mnist")
     parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--learning-rate", type=float, default=2e-3, help="Adam's rate at the start")
     parser.add_argument("--backend", choices=backend.BACKENDS, help="overrides GPUNN_BACKEND")
     parser.add_argument("--limit", type=int, help="use only the first N training and test images (a quick try)")
     parser.add_argument("--seed", type=int, default=0)
@@ -72,7 +78,9 @@ def main(argv=None):
 
     model = small_resnet()
     model.summary()
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    steps = math.ceil(len(x_train) / args.batch_size) * args.epochs
+    adam = gpunn.optimizers.Adam(gpunn.schedules.CosineDecay(args.learning_rate, decay_steps=steps))
+    model.compile(optimizer=adam, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     timer = EpochTimer()
     history = model.fit(x_train, y_train, batch_size=args.batch_size, epochs=args.epochs,
                         validation_data=(x_test, y_test), callbacks=[timer])
