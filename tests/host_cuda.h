@@ -36,7 +36,7 @@ struct dim3 {
 inline thread_local dim3 threadIdx, blockIdx;
 inline dim3 blockDim, gridDim;
 
-#if defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
+#if defined(__x86_64__)
 #define HOST_CUDA_FIBERS 1
 #include "host_cuda_fibers.h"
 inline void __syncthreads() { host_cuda::fibers::sync(); }

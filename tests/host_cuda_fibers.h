@@ -10,12 +10,18 @@
 // next __syncthreads() (it switches back) or its end. Every thread reaching the barrier
 // before any passes it is what CUDA's barrier means, so one round per barrier is exact.
 // Each stack has an inaccessible guard page below it: an overflow faults, never corrupts.
-// x86-64 only, and not under AddressSanitizer (it would see the stack switches as
-// errors): host_cuda.h then runs one OS thread per CUDA thread, as before.
+// Under AddressSanitizer every switch is announced to it (start_switch before, finish_switch
+// after), or it would take a fiber's stack for a corrupted one. x86-64 only: elsewhere
+// host_cuda.h runs one OS thread per CUDA thread.
 
 #include <sys/mman.h>
 
 #include <cstdlib>
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#include <sanitizer/common_interface_defs.h>
+#endif
 
 namespace host_cuda::fibers {
 
@@ -53,9 +59,32 @@ inline unsigned current = 0;
 inline void (*body)(void*) = nullptr;
 inline void* body_context = nullptr;
 
+inline const void* main_bottom = nullptr;  // the scheduler's stack, as AddressSanitizer reports it
+inline std::size_t main_size = 0;
+
+// Tell AddressSanitizer which stack the next switch goes to (save: where it keeps this stack's fake
+// frames; nullptr when this stack is done), and, once there, that the switch happened.
+inline void start_switch(void** save, const void* bottom, std::size_t size) {
+#if defined(__SANITIZE_ADDRESS__)
+    __sanitizer_start_switch_fiber(save, bottom, size);
+#else
+    (void)save, (void)bottom, (void)size;
+#endif
+}
+
+inline void finish_switch(void* save, const void** bottom_old, std::size_t* size_old) {
+#if defined(__SANITIZE_ADDRESS__)
+    __sanitizer_finish_switch_fiber(save, bottom_old, size_old);
+#else
+    (void)save, (void)bottom_old, (void)size_old;
+#endif
+}
+
 [[noreturn]] inline void entry() {
+    finish_switch(nullptr, &main_bottom, &main_size);  // arrived from the scheduler's stack
     body(body_context);
     done[current] = true;
+    start_switch(nullptr, main_bottom, main_size);
     host_cuda_switch(&fiber_sp[current], scheduler_sp);
     std::abort();  // a finished fiber is never resumed
 }
@@ -69,7 +98,12 @@ inline void* start(char* stack) {
     return sp;
 }
 
-inline void sync() { host_cuda_switch(&fiber_sp[current], scheduler_sp); }
+inline void sync() {
+    void* save = nullptr;
+    start_switch(&save, main_bottom, main_size);
+    host_cuda_switch(&fiber_sp[current], scheduler_sp);
+    finish_switch(save, nullptr, nullptr);  // resumed
+}
 
 // Runs body(context) once per thread of one block, switching at every sync().
 template <typename SetThread>
@@ -84,14 +118,22 @@ void run_block(unsigned threads, void (*fn)(void*), void* context, SetThread set
     body_context = context;
     fiber_sp.assign(threads, nullptr);
     done.assign(threads, false);
-    for (unsigned t = 0; t < threads; ++t) fiber_sp[t] = start(stacks[t]);
+    for (unsigned t = 0; t < threads; ++t) {
+#if defined(__SANITIZE_ADDRESS__)
+        __asan_unpoison_memory_region(stacks[t] + GUARD, STACK);  // no stale poison from the last block's frames
+#endif
+        fiber_sp[t] = start(stacks[t]);
+    }
     for (unsigned live = threads; live > 0;) {  // one round per barrier
         live = 0;
         for (unsigned t = 0; t < threads; ++t) {
             if (done[t]) continue;
             current = t;
             set_thread(t);
+            void* save = nullptr;
+            start_switch(&save, stacks[t] + GUARD, STACK);
             host_cuda_switch(&scheduler_sp, fiber_sp[t]);
+            finish_switch(save, nullptr, nullptr);
             live += !done[t];
         }
     }
