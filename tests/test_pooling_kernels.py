@@ -4,6 +4,8 @@ NumPy paths, then the kernels against the twins, on awkward sizes with NaN-poiso
 import numpy as np
 import pytest
 
+import gpunn.backend as backend
+import gpunn.layers.pooling as pooling_layers
 from gpunn.backend import kernels
 from gpunn.layers import AvgPool2D, MaxPool2D
 from gpunn.ops.pooling import (avg_pool_backward_cpu, avg_pool_backward_gpu, avg_pool_forward_cpu, avg_pool_forward_gpu,
@@ -163,3 +165,27 @@ def test_grid_stride_loops_cover_more_work_than_threads(kernel_device, monkeypat
                                rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(dev.to_numpy(avg_pool_backward_gpu(dev.asarray(dy), g)), avg_pool_backward_cpu(dy, g),
                                rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("case", [CASES[0], CASES[3], CASES[6]])
+@pytest.mark.parametrize("cls", [MaxPool2D, AvgPool2D])
+def test_layers_on_the_kernels_match_numpy_and_leave_their_inputs_alone(cls, case, kernel_device, monkeypatch):
+    """A layer on the kernels gives the layer's y and dx off them; neither pass modifies x or dy."""
+    x = tied(case[0], np.float32)
+    with monkeypatch.context() as off:  # the same layer, kept off the pooling kernels
+        off.setattr(pooling_layers, "kernels_take", lambda a: False)
+        reference = layer_for(cls, case)
+        y_ref = reference.forward_channels_first(x.copy())
+        dy = rng.standard_normal(y_ref.shape).astype(np.float32)
+        dx_ref = backend.to_numpy(reference.backward_channels_first(dy.copy()))
+        assert not reference.direct
+    dev = kernel_device
+    layer = layer_for(cls, case)
+    x_dev, dy_dev = dev.asarray(x), dev.asarray(dy)
+    y = layer.forward_channels_first(x_dev)
+    dx = layer.backward_channels_first(dy_dev)
+    assert layer.direct
+    np.testing.assert_allclose(dev.to_numpy(y), backend.to_numpy(y_ref), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(dev.to_numpy(dx), dx_ref, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(dev.to_numpy(x_dev), x)
+    np.testing.assert_array_equal(dev.to_numpy(dy_dev), dy)
