@@ -102,7 +102,7 @@ class KernelDevice:
 def kernel_device(request, monkeypatch):
     """Each CUDA kernel test runs twice: on the GPU through CuPy, and on the CPU through
     tests/host_cuda.py (the same .cu sources and launch code, compiled for the host).
-    Either way, arrays the ops allocate with empty/empty_like start as NaN."""
+    Either way, arrays the ops allocate with empty/empty_like start as NaN (integers: their minimum)."""
     if request.param == "host":
         from tests import host_cuda
 
@@ -117,8 +117,10 @@ def kernel_device(request, monkeypatch):
     real_empty = cupy.empty
 
     def poisoned_empty(*args, **kwargs):
+        from tests.host_cuda import poison
+
         out = real_empty(*args, **kwargs)
-        out.fill(np.nan)
+        out.fill(poison(out.dtype))
         return out
 
     monkeypatch.setattr(cupy, "empty", poisoned_empty)

@@ -151,20 +151,26 @@ def _dims(d):
     return d + (1,) * (3 - len(d))
 
 
+def poison(dtype):
+    """What a fresh output holds: NaN for floats, the most negative value for integers."""
+    dtype = np.dtype(dtype)
+    return np.nan if dtype.kind in "fc" else np.iinfo(dtype).min if dtype.kind in "iu" else 0
+
+
 class PoisonedNumpy:
-    """NumPy, except that ``empty`` and ``empty_like`` arrays start as NaN: an element a kernel
-    forgets to write then fails the comparison instead of passing by luck."""
+    """NumPy, except that ``empty`` and ``empty_like`` arrays start as NaN (integers: their minimum):
+    an element a kernel forgets to write then fails the comparison instead of passing by luck."""
 
     def __getattr__(self, name):
         return getattr(np, name)
 
     @staticmethod
     def empty(shape, dtype=np.float64):
-        return np.full(shape, np.nan, dtype=dtype)
+        return np.full(shape, poison(dtype), dtype=dtype)
 
     @staticmethod
     def empty_like(a, dtype=None):
-        return np.full_like(a, np.nan, dtype=dtype)
+        return np.full_like(a, poison(dtype or a.dtype), dtype=dtype)
 
 
 def on_gpu(*arrays):

@@ -107,10 +107,12 @@ def lenet_step(cupy, batch=128, optimizer="adam"):
     return lambda: model.train_step(x, y)
 
 
-# What a LeNet-5 step (batch 128, Adam) launches on the GPU path, counted on the stand-in: 76 CuPy
-# operations (14 of them matrix products) and 17 of gpunn's kernels. Lower it when a change saves
-# launches; a change that needs more must say why here.
-LAUNCH_BUDGET = 93
+# What a LeNet-5 step (batch 128, Adam) launches on the GPU path, counted on the stand-in: 68 CuPy
+# operations (14 of them matrix products; every new array counts as one) and 17 of gpunn's kernels.
+# Each max pooling is one kernel forward (with its 2 outputs) and one backward (with dx), pooling.cu:
+# 5 counted, where im2col, max, argmax and arange, ==, *, col2im were 9 (93 in all). Lower it when a
+# change saves launches; a change that needs more must say why here.
+LAUNCH_BUDGET = 85
 
 
 def test_a_lenet_step_stays_within_its_launch_budget_and_never_syncs(cupy):
@@ -119,7 +121,7 @@ def test_a_lenet_step_stays_within_its_launch_budget_and_never_syncs(cupy):
         step()
     assert counted.syncs == 0 and counted.uploads == 0, counted
     assert counted.launches <= LAUNCH_BUDGET, counted
-    assert counted.kernels >= 6  # im2col/col2im and the optimizer updates run as gpunn's kernels
+    assert counted.kernels >= 6  # im2col/col2im, the poolings and the optimizer updates run as gpunn's kernels
 
 
 def test_training_keeps_memory_flat_and_fit_syncs_only_to_report(cupy):

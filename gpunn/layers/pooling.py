@@ -1,7 +1,9 @@
 """Pooling layers. Each channel is pooled on its own, so an (N, C, H, W) batch is
-seen as N*C one-channel images and cut into windows with the same im2col as
-the convolution: col (KH*KW, N*C*OH*OW), one column per window, in the order of
-the output (n, c, oh, ow) -- pooling is then a reduction over axis 0.
+seen as N*C one-channel images. On a GPU, gpunn's pooling kernels read the windows straight
+from the images (:mod:`gpunn.ops.pooling`: one launch forward, one backward). On NumPy the
+images are cut into windows with the same im2col as the convolution: col (KH*KW, N*C*OH*OW),
+one column per window, in the order of the output (n, c, oh, ow) -- pooling is then a
+reduction over axis 0 -- or, when the windows tile the image, viewed in place (``tiles``).
 
 Like the convolutions they compute channels-first and take ``data_format="channels_last"``
 (see :mod:`gpunn.layers.image`); the 1-D poolings are the 2-D ones on (N, C, 1, L)."""
@@ -13,6 +15,7 @@ from gpunn.layers.base import Layer, check_rank
 from gpunn.layers.convolutional import OneD, check_padding, normalize_pair, normalize_single, output_sizes
 from gpunn.layers.image import ImageLayer
 from gpunn.ops.im2col import Geometry, col2im, im2col, resolve_padding
+from gpunn.ops.pooling import avg_pool_backward, avg_pool_forward, kernels_take, max_pool_backward, max_pool_forward
 
 
 class _Pooling2D(ImageLayer):
@@ -38,6 +41,13 @@ class _Pooling2D(ImageLayer):
                              f"{self.own_shape(input_shape)}")
         return input_shape[0], oh, ow
 
+    def on_kernels(self, x):
+        """True (and the geometry kept) when gpunn's pooling kernels take x: a float GPU array."""
+        if not kernels_take(x):
+            return False
+        self.x_shape, self.g = x.shape, self.geometry(x.shape)
+        return True
+
     def windows(self, x):
         self.x_shape = x.shape
         self.g = self.geometry(x.shape)
@@ -51,7 +61,7 @@ class _Pooling2D(ImageLayer):
         (N, C, OH, KH, OW, KW) of x that holds window (oh, ow) at [:, :, oh, :, ow, :], else None.
 
         Pooling is then a reduction over axes 3 and 5 of that view, with no im2col copy and no col2im.
-        (On a GPU the im2col path is kept: it is three launches, this one more per tap.)
+        (On a GPU the pooling kernels do it in one launch; this is one more per tap.)
         """
         g = self.geometry(x.shape)
         if backend.get_array_module(x) is not np or (g.SH, g.SW) != (g.KH, g.KW) or g.PT + g.PB + g.PL + g.PR:
@@ -92,6 +102,10 @@ class MaxPool2D(_Pooling2D):
 
     def forward_channels_first(self, x, training=False):
         self.winners = None
+        self.direct = self.on_kernels(x)
+        if self.direct:  # one launch: the max and its tap, per window
+            pooled, self.argmax = max_pool_forward(x, self.g)
+            return pooled
         tiles = self.tiles(x)
         if tiles is not None:
             best = tiles[:, :, :, 0, :, 0].copy()
@@ -105,6 +119,8 @@ class MaxPool2D(_Pooling2D):
     def backward_channels_first(self, dy):
         if self.winners is not None:  # dy of each window on its (first) arg-max, 0 elsewhere
             return self.untile(np.multiply(self.winners, dy[:, :, :, None, :, None], dtype=dy.dtype))
+        if self.direct:  # one launch: dy of each window to its arg-max, summed where windows overlap
+            return max_pool_backward(dy, self.argmax, self.g)
         xp = backend.get_array_module(dy)
         taps = xp.arange(self.g.KH * self.g.KW)[:, None]
         dcol = (taps == self.argmax[None, :]) * dy.reshape(1, -1)  # (taps, windows): dy at each arg-max
@@ -151,6 +167,9 @@ class AvgPool2D(_Pooling2D):
     the real pixels only, as in Keras). Backward spreads dy / count evenly over the window."""
 
     def forward_channels_first(self, x, training=False):
+        self.direct = self.on_kernels(x)
+        if self.direct:  # one launch: each window's sum over its real pixels, divided by their count
+            return avg_pool_forward(x, self.g)
         self.tiled = self.tiles(x)
         if self.tiled is not None:
             self.count = x.dtype.type(self.g.KH * self.g.KW)
@@ -170,6 +189,8 @@ class AvgPool2D(_Pooling2D):
         return self.output(col.sum(axis=0).reshape(g.N, -1) / self.count)
 
     def backward_channels_first(self, dy):
+        if self.direct:  # one launch: dy / count on every real pixel of each window
+            return avg_pool_backward(dy, self.g)
         xp = backend.get_array_module(dy)
         if self.tiled is not None:  # dy / count on every pixel of the window
             return self.untile(np.broadcast_to((dy / self.count)[:, :, :, None, :, None], self.tiled.shape).copy())
