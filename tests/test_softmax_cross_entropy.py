@@ -1,9 +1,10 @@
 """The fused softmax cross-entropy (gpunn/ops/losses.py, cuda_kernels/losses.cu): twin against the course's
-formula, kernel against twin."""
+formula, kernel against twin, and the loss through it against the loss without it."""
 
 import numpy as np
 import pytest
 
+from gpunn import losses
 from gpunn.ops import losses as loss_ops
 
 rng = np.random.default_rng(5)
@@ -84,3 +85,38 @@ def test_kernel_gives_nan_loss_for_a_label_out_of_range(kernel_device):
     loss, _ = loss_ops.softmax_cross_entropy(kernel_device.asarray(z), kernel_device.asarray(np.array([0, 4, -1])))
     loss = kernel_device.to_numpy(loss)
     assert np.isfinite(loss[0]) and np.isnan(loss[1]) and np.isnan(loss[2])
+
+
+CASES = {  # (logits shape, labels shape, sample_weight shape or None, mask, ignore_class)
+    "plain": ((9, 5), (9,), None, False, None),
+    "sample weights": ((9, 5), (9, 1), (9,), False, None),
+    "sequences, masked": ((4, 6, 7), (4, 6), None, True, None),
+    "sequences, masked and weighted": ((4, 6, 7), (4, 6), (4,), True, None),
+    "weights per step": ((4, 6, 7), (4, 6), (4, 6), False, None),
+    "ignore_class": ((4, 6, 7), (4, 6), (4,), True, 0),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_loss_through_the_kernel_is_the_loss_without_it(case, kernel_device):
+    """SparseCategoricalCrossentropy takes the kernel for float32 device logits: same J and dJ/dZ as its
+    element-wise float64 path, with sample weights, masks and ignore_class."""
+    z_shape, y_shape, w_shape, masked, ignore = CASES[case]
+    z = (rng.standard_normal(z_shape) * 3).astype(np.float32)
+    y = rng.integers(0, z_shape[-1], y_shape)
+    w = None if w_shape is None else rng.random(w_shape).astype(np.float32)
+    mask = rng.random(z_shape[:-1]) < 0.7 if masked else None
+    a = np.exp(z - z.max(-1, keepdims=True))
+    a /= a.sum(-1, keepdims=True)
+    reference = losses.SparseCategoricalCrossentropy(ignore_class=ignore)
+    expected = reference.forward_fused(z.astype(np.float64), a.astype(np.float64), y, w, mask)
+    expected_dz = reference.backward_fused()
+    assert reference.dz is None  # float64: the element-wise path
+
+    dev = kernel_device
+    fused = losses.SparseCategoricalCrossentropy(ignore_class=ignore)
+    loss = fused.forward_fused(dev.asarray(z), dev.asarray(a), dev.asarray(y), None if w is None else dev.asarray(w),
+                               None if mask is None else dev.asarray(mask))
+    assert fused.dz is not None  # the kernel ran
+    np.testing.assert_allclose(float(dev.to_numpy(loss)), expected, rtol=1e-5)
+    np.testing.assert_allclose(dev.to_numpy(fused.backward_fused()), expected_dz, rtol=1e-4, atol=1e-7)
