@@ -153,6 +153,7 @@ class SparseCategoricalCrossentropy(Loss):
 
     name = "sparse_categorical_crossentropy"
     fuses_with = "softmax"
+    dz = None  # dJ/dZ, when the GPU kernel computed it together with the loss
 
     def __init__(self, ignore_class=None):
         if ignore_class is not None and (isinstance(ignore_class, bool) or not isinstance(ignore_class,
