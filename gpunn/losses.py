@@ -29,6 +29,8 @@ sequences laid end to end, step for step.
 import numpy as np
 
 import gpunn.backend as backend
+from gpunn.backend import kernels
+from gpunn.ops import losses as loss_ops
 
 _EPS = 1e-7  # the clip Keras uses when it must take log(A) of probabilities
 
@@ -59,6 +61,14 @@ class Loss:
         the weights ``self.w``, if there are any."""
         w = self.w
         return values if w is None else values * w.reshape(tuple(w.shape) + (1,) * (values.ndim - w.ndim))
+
+    def row_weights(self, shape):
+        """The weights ``self.w`` spread to ``shape`` (every axis of the output but the last), or None."""
+        w = self.w
+        if w is None:
+            return None
+        xp = backend.get_array_module(w)
+        return xp.broadcast_to(w.reshape(tuple(w.shape) + (1,) * (len(shape) - w.ndim)), shape)
 
     def get_config(self):
         return {"name": self.name}
@@ -143,6 +153,7 @@ class SparseCategoricalCrossentropy(Loss):
 
     name = "sparse_categorical_crossentropy"
     fuses_with = "softmax"
+    dz = None  # dJ/dZ, when the GPU kernel computed it together with the loss
 
     def __init__(self, ignore_class=None):
         if ignore_class is not None and (isinstance(ignore_class, bool) or not isinstance(ignore_class,
@@ -176,10 +187,16 @@ class SparseCategoricalCrossentropy(Loss):
     def forward_fused(self, z, a, y_true, sample_weight=None, mask=None):
         xp = backend.get_array_module(z)
         self.labels, self.a = self._read_labels(y_true, z, sample_weight, mask), a
+        self.dz = None
+        if kernels.takes(z):  # on the GPU: the loss of each row and dJ/dZ in one kernel
+            loss_rows, self.dz = loss_ops.softmax_cross_entropy(z, self.labels, self.row_weights(z.shape[:-1]))
+            return loss_rows.mean()
         picked = xp.take_along_axis(z, self.labels[..., None], axis=-1)[..., 0]
         return self.weighted(_logsumexp(z) - picked).mean()
 
     def backward_fused(self):
+        if self.dz is not None:  # computed with the loss
+            return self.dz
         return self.weighted((self.a - _one_hot(self.labels, self.a)) / _batch(self.a))
 
     def get_config(self):

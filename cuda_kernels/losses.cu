@@ -1,0 +1,61 @@
+// Softmax and cross-entropy, fused: each row's loss and its gradient with respect to the logits,
+// in one launch (the element-wise way takes about a dozen: max, exp, sum, log, a one-hot...).
+//
+// Logits z (rows, k), row-major: rows = m examples, or m T steps of sequences. Row r has an integer
+// label y_r in [0, k) and a weight w_r (1 when has_weights is 0: the sample weight, 0 for a masked
+// step, see gpunn.losses.apply_mask). With M_r = max_j z_rj, subtracted first so that e^z cannot overflow:
+//     lse_r    = M_r + log sum_j e^(z_rj - M_r)             = log sum_j e^z_rj
+//     loss_r   = w_r (lse_r - z_{r, y_r})                    = -w_r log softmax(z_r)_{y_r}
+//     dz_rj    = w_r (softmax(z_r)_j - [j == y_r]) / m       softmax(z_r)_j = e^(z_rj - lse_r)
+// inv_batch is 1/m. The mean loss J = 1/m sum_r loss_r is one reduction more, in Python.
+// A label outside [0, k) gives a NaN loss (never a read outside the row).
+//
+// One warp (32 threads) per row: lane l reads the classes l, l + 32, l + 64, ..., and the lanes then
+// combine their maxima and their sums with __shfl_xor_sync (a butterfly: after 5 exchanges every
+// lane holds the row's total). The loop over rows has the same bounds for every thread of a block,
+// and a warp past the last row still runs it (reading nothing), so the whole block meets at each shuffle.
+
+#define WARP 32
+#define INF_F __int_as_float(0x7f800000)  // +infinity (NVRTC has no INFINITY macro)
+#define NAN_F __int_as_float(0x7fc00000)
+
+__device__ __forceinline__ float warp_max(float x) {
+    for (int offset = WARP / 2; offset > 0; offset /= 2) x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, offset));
+    return x;
+}
+
+__device__ __forceinline__ float warp_sum(float x) {
+    for (int offset = WARP / 2; offset > 0; offset /= 2) x += __shfl_xor_sync(0xffffffffu, x, offset);
+    return x;
+}
+
+extern "C" {
+
+__global__ void softmax_cross_entropy(const float* __restrict__ z, const long long* __restrict__ labels,
+                                      const float* __restrict__ weights, int has_weights,
+                                      float* __restrict__ loss_rows, float* __restrict__ dz, long long rows,
+                                      long long classes, float inv_batch) {
+    const int lane = threadIdx.x % WARP;
+    const long long warps = blockDim.x / WARP;  // rows a block works on at once
+    for (long long first = blockIdx.x * warps; first < rows; first += (long long)gridDim.x * warps) {
+        const long long r = first + threadIdx.x / WARP;
+        const bool mine = r < rows;  // else this warp only takes part in the shuffles
+        const float* zr = z + (mine ? r : 0) * classes;
+
+        float m = -INF_F;
+        for (long long j = lane; mine && j < classes; j += WARP) m = fmaxf(m, zr[j]);
+        m = warp_max(m);
+        float s = 0.0f;
+        for (long long j = lane; mine && j < classes; j += WARP) s += expf(zr[j] - m);
+        const float lse = m + logf(warp_sum(s));
+        if (!mine) continue;
+
+        const long long y = labels[r];
+        const float w = has_weights ? weights[r] : 1.0f;
+        if (lane == 0) loss_rows[r] = 0 <= y && y < classes ? w * (lse - zr[y]) : NAN_F;
+        const float scale = w * inv_batch;
+        for (long long j = lane; j < classes; j += WARP)
+            dz[r * classes + j] = scale * (expf(zr[j] - lse) - (j == y ? 1.0f : 0.0f));
+    }
+}
+}
