@@ -95,7 +95,8 @@ MODELS = {
     "sequence": (sequence_model, "adam", {"embedding_backward", "lstm_step_forward", "lstm_step_backward",
                                           "attention_forward_32", "attention_backward_dq_32", "attention_backward_dkv_32",
                                           "adam_update"}),
-    "image": (image_model, "sgd", {"im2col_forward_float", "col2im_backward_float", "sgd_update"}),
+    "image": (image_model, "sgd", {"im2col_forward_float", "col2im_backward_float", "conv_bias_act_forward",
+                                  "conv_bias_act_backward", "sgd_update"}),
 }
 
 
