@@ -5,8 +5,10 @@ import numpy as np
 
 import gpunn.backend as backend
 from gpunn import activations
+from gpunn.backend import kernels
 from gpunn.layers.base import config_of
 from gpunn.layers.image import ImageLayer
+from gpunn.ops.epilogue import activation_code, bias_act_backward, bias_act_forward
 from gpunn.ops.im2col import (Geometry, col2im, conv_output_size, gradient_as_convolution_pays, im2col,
                               input_gradient_as_convolution, resolve_padding)
 
@@ -61,7 +63,9 @@ class Conv2D(ImageLayer):
     (On the CPU, a stride-1 convolution whose input gradient is cheaper that way computes dX as a
     convolution of dZ with the flipped kernel instead: see ``input_gradient_as_convolution``.)
 
-    Forward and both gradients are each one 2-D matrix product over the whole batch.
+    Forward and both gradients are each one 2-D matrix product over the whole batch. On a GPU, the
+    bias, a linear/relu/sigmoid/tanh activation and the change of layout are one kernel each way
+    (``gpunn.ops.epilogue``), with g'(Z) read off the output A.
     Output size per axis: floor((size + padding - dilation*(k - 1) - 1) / stride) + 1.
 
     Args:
@@ -120,16 +124,23 @@ class Conv2D(ImageLayer):
     def forward_channels_first(self, x, training=False):
         self.g = g = self.geometry(x.shape)
         self.col = im2col(x, g)
-        z = (self.kernel.reshape(self.filters, -1) @ self.col).reshape(self.filters, g.N, g.OH, g.OW)
-        z = z.transpose(1, 0, 2, 3)  # (N, F, OH, OW), a view; the bias add writes it out in that order
+        zf = self.kernel.reshape(self.filters, -1) @ self.col  # (F, N*OH*OW)
+        self.epilogue = activation_code(self.activation) if kernels.on_gpu(zf) else None
+        if self.epilogue is not None:  # on a GPU: bias, activation and layout in one kernel (ops/epilogue.py)
+            self.a = bias_act_forward(zf, self.bias if self.use_bias else None, g.N, self.epilogue)
+            return self.a.reshape(g.N, self.filters, g.OH, g.OW)
+        z = zf.reshape(self.filters, g.N, g.OH, g.OW).transpose(1, 0, 2, 3)  # (N, F, OH, OW): a view, written out by the bias add
         z = z + self.bias[:, None, None] if self.use_bias else backend.get_array_module(z).ascontiguousarray(z)
         return self.activation.forward(z)
 
     def backward_channels_first(self, dy):
         g = self.g
         xp = backend.get_array_module(dy)
-        dz = self.activation.backward(dy)  # (N, F, OH, OW)
-        dz = xp.ascontiguousarray(dz.transpose(1, 0, 2, 3)).reshape(self.filters, -1)  # (F, N*OH*OW), like Z
+        if self.epilogue is not None:
+            dz = bias_act_backward(dy, self.a, self.epilogue)  # g'(Z) read off A; (F, N*OH*OW), like Z
+        else:
+            dz = self.activation.backward(dy)  # (N, F, OH, OW)
+            dz = xp.ascontiguousarray(dz.transpose(1, 0, 2, 3)).reshape(self.filters, -1)  # (F, N*OH*OW), like Z
         if self.use_bias:
             self.grads["bias"] = dz.sum(axis=1)
         self.grads["kernel"] = (dz @ self.col.T).reshape(self.kernel.shape)

@@ -1,0 +1,124 @@
+"""The convolution's epilogue (bias + activation + layout): the twins against the activations, the kernels
+against the twins, and Conv2D on the fused path against Conv2D on the unfused one."""
+
+import numpy as np
+import pytest
+
+import gpunn.backend as backend
+from gpunn import activations
+from gpunn.backend import kernels
+from gpunn.ops.epilogue import (activation_code, bias_act_backward, bias_act_forward, conv_bias_act_backward_cpu,
+                                conv_bias_act_backward_gpu, conv_bias_act_forward_cpu, conv_bias_act_forward_gpu)
+
+rng = np.random.default_rng(17)
+NAMES = ["linear", "relu", "sigmoid", "tanh"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_twins_are_the_activation_with_a_transpose(name):
+    """out = g(Z + b) in (N, F, P), dZ = dA g'(Z) in (F, N*P): as the activation objects compute them."""
+    F, N, P = 5, 3, 7
+    zf, bias, dy = rng.standard_normal((F, N * P)), rng.standard_normal(F), rng.standard_normal((N, F, P))
+    activation = activations.get(name)
+    a = activation.forward(zf.reshape(F, N, P).transpose(1, 0, 2) + bias[:, None])
+    out, dzf = np.full((N, F, P), np.nan), np.full((F, N * P), np.nan)
+    conv_bias_act_forward_cpu(zf, bias, 1, out, F, N, P, activation_code(activation))
+    np.testing.assert_allclose(out, a, rtol=1e-15)
+    conv_bias_act_backward_cpu(dy, out, dzf, F, N, P, activation_code(activation))
+    np.testing.assert_allclose(dzf, activation.backward(dy).transpose(1, 0, 2).reshape(F, -1), rtol=1e-14)
+
+
+def test_only_known_unfused_activations_have_a_code():
+    assert [activation_code(activations.get(n)) for n in NAMES] == [0, 1, 2, 3]
+    assert activation_code(activations.get("softmax")) is None and activation_code(activations.get("elu")) is None
+    fused = activations.get("sigmoid")
+    fused.fused = True  # compile's sigmoid + binary cross-entropy: the loss reads the sigmoid's logits
+    assert activation_code(fused) is None
+
+    class Doubled(activations.ReLU):
+        def forward(self, z):
+            return 2 * super().forward(z)
+
+    assert activation_code(Doubled()) is None
+
+
+@pytest.mark.parametrize("F", [1, 6, 17])
+@pytest.mark.parametrize("N", [1, 7, 129])
+@pytest.mark.parametrize("P", [1, 25, 100])
+def test_kernels_match_twins_with_poisoned_outputs(F, N, P, kernel_device):
+    """Every activation, with and without bias; outputs start as NaN (xp.empty), so an unwritten element fails.
+    NaNs and zeros in Z take the same branch as in NumPy."""
+    dev = kernel_device
+    zf = rng.standard_normal((F, N * P)).astype(np.float32)
+    zf.flat[::11] = 0.0
+    zf.flat[5::97] = np.nan
+    bias = rng.standard_normal(F).astype(np.float32)
+    dy = rng.standard_normal((N, F, P)).astype(np.float32)
+    for code in range(4):
+        for b in (bias, None):
+            out = dev.to_numpy(bias_act_forward(dev.asarray(zf), None if b is None else dev.asarray(b), N, code))
+            expected = np.empty((N, F, P), np.float32)
+            conv_bias_act_forward_cpu(zf, bias if b is None else b, int(b is not None), expected, F, N, P, code)
+            np.testing.assert_allclose(out, expected, rtol=1e-6, atol=1e-7)  # tanh: a few ulps apart
+            dzf = dev.to_numpy(bias_act_backward(dev.asarray(dy), dev.asarray(expected), code))
+            expected_dzf = np.empty((F, N * P), np.float32)
+            conv_bias_act_backward_cpu(dy, expected, expected_dzf, F, N, P, code)
+            np.testing.assert_array_equal(dzf, expected_dzf)
+
+
+def test_grid_stride_loops_cover_more_work_than_threads(kernel_device, monkeypatch):
+    """With the grid capped at 2 blocks, every thread loops over many elements, and all are written."""
+    launch = kernels.launch
+    monkeypatch.setattr(kernels, "launch", lambda *a, **kw: launch(*a, **{**kw, "max_blocks": 2}))
+    dev = kernel_device
+    F, N, P = 6, 13, 25
+    zf, bias = rng.standard_normal((F, N * P)).astype(np.float32), rng.standard_normal(F).astype(np.float32)
+    dy = rng.standard_normal((N, F, P)).astype(np.float32)
+    out, expected = backend.xp.empty((N, F, P), dtype=np.float32), np.empty((N, F, P), np.float32)
+    conv_bias_act_forward_gpu(dev.asarray(zf), dev.asarray(bias), 1, out, F, N, P, 1)
+    conv_bias_act_forward_cpu(zf, bias, 1, expected, F, N, P, 1)
+    np.testing.assert_array_equal(dev.to_numpy(out), expected)
+    dzf, expected_dzf = backend.xp.empty((F, N * P), dtype=np.float32), np.empty((F, N * P), np.float32)
+    conv_bias_act_backward_gpu(dev.asarray(dy), dev.asarray(expected), dzf, F, N, P, 1)
+    conv_bias_act_backward_cpu(dy, expected, expected_dzf, F, N, P, 1)
+    np.testing.assert_array_equal(dev.to_numpy(dzf), expected_dzf)
+
+
+def test_backward_takes_a_strided_gradient_and_leaves_it_alone(kernel_device):
+    dev = kernel_device
+    out = dev.asarray(rng.standard_normal((3, 4, 5)).astype(np.float32))
+    dy = dev.asarray(rng.standard_normal((3, 4, 10)).astype(np.float32))[:, :, ::2]  # not contiguous
+    before = dev.to_numpy(dy).copy()
+    dzf = dev.to_numpy(bias_act_backward(dy, out, 1))
+    np.testing.assert_array_equal(dev.to_numpy(dy), before)
+    np.testing.assert_array_equal(dzf, (before * (dev.to_numpy(out) > 0)).transpose(1, 0, 2).reshape(4, -1))
+
+
+@pytest.mark.parametrize("activation", NAMES + ["elu"])
+@pytest.mark.parametrize("use_bias", [True, False])
+def test_conv2d_on_the_epilogue_kernel_equals_conv2d_without_it(activation, use_bias, kernel_device):
+    """Forward, dX and every gradient, with the epilogue kernels and with today's activation objects (the other
+    kernels the same); dy left as it was. (NumPy against the host runner: tests/test_host_cuda.py.)"""
+    from gpunn.layers import Conv2D, convolutional
+
+    dev = kernel_device
+    x = rng.standard_normal((5, 3, 9, 8)).astype(np.float32)
+    dy = rng.standard_normal((5, 4, 9, 4)).astype(np.float32)
+    weights = [rng.standard_normal((4, 3, 3, 2)).astype(np.float32), rng.standard_normal(4).astype(np.float32)]
+    results = []
+    for fused in (False, True):
+        with pytest.MonkeyPatch.context() as patch:
+            if not fused:
+                patch.setattr(convolutional, "activation_code", lambda activation: None)
+            layer = Conv2D(4, (3, 2), strides=(1, 2), padding="same", activation=activation, use_bias=use_bias,
+                            data_format="channels_first")
+            layer.build((3, 9, 8))
+            layer.set_weights(weights[:1 + use_bias])
+            dys = dev.asarray(dy)
+            y = layer.forward(dev.asarray(x), training=True)
+            dx = layer.backward(dys)
+        np.testing.assert_array_equal(dev.to_numpy(dys), dy)  # backward never modifies its input
+        assert (layer.epilogue is not None) == (fused and activation != "elu")
+        results.append([dev.to_numpy(a) for a in (y, dx, *layer.grads.values())])
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
