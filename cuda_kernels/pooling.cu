@@ -53,14 +53,28 @@ __device__ void max_pool_forward(const T* __restrict__ x, T* __restrict__ y, int
     }
 }
 
+// Calls visit(oh, ow, tap) for every window (oh, ow) that covers input pixel (h, w), where it is tap
+// ki*KW + kj: oh = (h + PT - ki) / SH when that division is exact and 0 <= oh < OH (the same for ow).
+template <typename Visit>
+__device__ __forceinline__ void windows_covering(long long h, long long w, int KH, int KW, int SH, int SW, int PT,
+                                                 int PL, long long OH, long long OW, Visit visit) {
+    for (int ki = 0; ki < KH; ++ki) {
+        const long long hh = h + PT - ki;
+        if (hh < 0 || hh % SH != 0 || hh / SH >= OH) continue;
+        for (int kj = 0; kj < KW; ++kj) {
+            const long long ww = w + PL - kj;
+            if (ww < 0 || ww % SW != 0 || ww / SW >= OW) continue;
+            visit(hh / SH, ww / SW, ki * KW + kj);
+        }
+    }
+}
+
 template <typename T>
 __device__ void max_pool_backward(const T* __restrict__ dy, const int* __restrict__ arg, T* __restrict__ dx,
                                   long long P, long long H, long long W, int KH, int KW, int SH, int SW,
                                   int PT, int PL, long long OH, long long OW) {
     // One thread per input pixel (p, h, w):
     //   dx = sum of dy over the windows that cover it and whose arg-max it is.
-    // It is tap (ki, kj) of window oh = (h + PT - ki) / SH when that division is exact and
-    // 0 <= oh < OH (the same for ow).
     const long long total = P * H * W;
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
          i += (long long)gridDim.x * blockDim.x) {
@@ -68,17 +82,10 @@ __device__ void max_pool_backward(const T* __restrict__ dy, const int* __restric
         const long long h = (i / W) % H;
         const long long p = i / (W * H);
         T sum = 0;
-        for (int ki = 0; ki < KH; ++ki) {
-            const long long hh = h + PT - ki;
-            if (hh < 0 || hh % SH != 0 || hh / SH >= OH) continue;
-            const long long oh = hh / SH;
-            for (int kj = 0; kj < KW; ++kj) {
-                const long long ww = w + PL - kj;
-                if (ww < 0 || ww % SW != 0 || ww / SW >= OW) continue;
-                const long long o = (p * OH + oh) * OW + ww / SW;
-                if (arg[o] == ki * KW + kj) sum += dy[o];
-            }
-        }
+        windows_covering(h, w, KH, KW, SH, SW, PT, PL, OH, OW, [&](long long oh, long long ow, int tap) {
+            const long long o = (p * OH + oh) * OW + ow;
+            if (arg[o] == tap) sum += dy[o];
+        });
         dx[i] = sum;
     }
 }
@@ -129,18 +136,10 @@ __device__ void avg_pool_backward(const T* __restrict__ dy, T* __restrict__ dx,
         const long long h = (i / W) % H;
         const long long p = i / (W * H);
         T sum = 0;
-        for (int ki = 0; ki < KH; ++ki) {
-            const long long hh = h + PT - ki;
-            if (hh < 0 || hh % SH != 0 || hh / SH >= OH) continue;
-            const long long oh = hh / SH;
-            for (int kj = 0; kj < KW; ++kj) {
-                const long long ww = w + PL - kj;
-                if (ww < 0 || ww % SW != 0 || ww / SW >= OW) continue;
-                const long long ow = ww / SW;
-                const T count = (T)(real_pixels(oh, SH, PT, KH, H) * real_pixels(ow, SW, PL, KW, W));
-                sum += dy[(p * OH + oh) * OW + ow] / count;
-            }
-        }
+        windows_covering(h, w, KH, KW, SH, SW, PT, PL, OH, OW, [&](long long oh, long long ow, int) {
+            const T count = (T)(real_pixels(oh, SH, PT, KH, H) * real_pixels(ow, SW, PL, KW, W));
+            sum += dy[(p * OH + oh) * OW + ow] / count;
+        });
         dx[i] = sum;
     }
 }
