@@ -36,6 +36,7 @@ for _t in ("bool_", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint3
            "isscalar"):
     globals()[_t] = getattr(np, _t)
 
+_UNWRITTEN = {"empty", "empty_like"}  # they take memory from the pool and launch nothing
 _UPLOADS = {"asarray", "array", "asanyarray"}  # the functions that take host data to the device
 
 
@@ -89,7 +90,7 @@ class _Function:
             counts.ops += 1
         if self.name in ("nonzero", "argwhere", "unique", "flatnonzero") or (self.name == "where" and len(args) == 1):
             counts.syncs += 1  # the size of the result depends on the values: read back first
-        return wrap(self.fn(*args, **kwargs), inputs if kwargs.get("out") is None else inputs)
+        return wrap(self.fn(*args, **kwargs), inputs, computed=self.name not in _UNWRITTEN)
 
     def __getattr__(self, name):  # a ufunc's .at, .reduce, .outer...
         return _Function(f"{self.name}.{name}", getattr(self.fn, name), self.namespace)

@@ -7,7 +7,8 @@ Counters (``cupy._standin.counts``), per the work a GPU would do:
   product...); views (reshape, transpose, slicing) are free, as on a GPU;
 - ``kernels``: launches of gpunn's own kernels (``RawKernel`` calls);
 - ``gemms``: matrix products (cuBLAS calls on a GPU), also counted in ``ops``;
-- ``allocations``: new device buffers;
+- ``allocations``: new device buffers (``empty`` allocates without launching anything: counted
+  here, not in ``ops``);
 - ``syncs``: reads back to the host (``.get()``, ``float(a)``, ``bool(a)``, ``asnumpy``...) and
   explicit waits (``synchronize``): each makes the host wait for the GPU;
 - ``uploads``: copies from the host to the device (``cupy.asarray(numpy_array)``).
@@ -52,10 +53,11 @@ _live = {}  # id(buffer) -> bytes, for every live device buffer (the memory pool
 _buffers = {}  # id(buffer) -> a weak reference to it, to find a buffer from a pointer (``a.data.ptr``)
 
 
-def allocated(a):
-    """Count a new device buffer and follow its lifetime (``cupy.get_default_memory_pool().used_bytes()``)."""
+def allocated(a, computed=True):
+    """Count a new device buffer and follow its lifetime (``cupy.get_default_memory_pool().used_bytes()``);
+    ``computed``: an operation wrote it (one launch), as opposed to ``empty``, which only takes memory."""
     counts.allocations += 1
-    counts.ops += 1
+    counts.ops += computed
     base = a
     while isinstance(base.base, np.ndarray):
         base = base.base
@@ -191,7 +193,7 @@ def arrays_in(obj):
             yield from arrays_in(o)
 
 
-def wrap(result, inputs=()):
+def wrap(result, inputs=(), computed=True):
     """Device arrays for NumPy results; a result that is not a view of an input is a new buffer (counted)."""
     from cupy._ndarray import ndarray
 
@@ -199,8 +201,8 @@ def wrap(result, inputs=()):
         result = np.asarray(result)
     if isinstance(result, np.ndarray):
         if not any(np.may_share_memory(result, a) for a in inputs):
-            allocated(result)
+            allocated(result, computed)
         return ndarray(result)
     if isinstance(result, (list, tuple)):
-        return type(result)(wrap(r, inputs) for r in result)
+        return type(result)(wrap(r, inputs, computed) for r in result)
     return result
