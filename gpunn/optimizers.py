@@ -34,9 +34,9 @@ with the same eps the first steps (while s is still tiny) differ slightly:
 
 Once s (or v) is much larger than eps^2 the updates agree to rounding.
 
-Each update runs as one fused CUDA kernel per weight on the GPU; the
-equations are written out in :mod:`gpunn.ops.optimizers`, whose NumPy twins
-run on the CPU.
+Each update runs as one fused CUDA kernel on the GPU -- one for all the weights of a
+model, whose weights and gradients are each one buffer (see :mod:`gpunn.utils.flat`); the
+equations are written out in :mod:`gpunn.ops.optimizers`, whose NumPy twins run on the CPU.
 
 The course writes momentum as v = beta v + (1 - beta) dW, W -= alpha v: the
 same method with the learning rate scaled by (1 - beta).
@@ -48,6 +48,8 @@ rescales each weight's gradient whose L2 norm exceeds c to norm c;
 """
 
 import warnings
+
+import numpy as np
 
 import gpunn.backend as backend
 from gpunn import schedules
@@ -74,27 +76,57 @@ class Optimizer:
         self.clipnorm, self.clipvalue, self.global_clipnorm = clipnorm, clipvalue, global_clipnorm
         self.iterations = 0
         self.slots = {}
+        self._flat_slots = None  # (keys, {name: buffer}, [{name: view}] per key) of the last flat update
 
     def current_learning_rate(self):
         """The rate of the coming step: a constant, or the schedule evaluated at ``iterations``."""
         lr = self.learning_rate
         return float(lr(self.iterations)) if callable(lr) else float(lr)
 
-    def apply(self, weights, grads, keys=None):
+    def apply(self, weights, grads, keys=None, flat=None):
         """One step: update each array of ``weights`` in place from ``grads``.
 
         ``keys`` name the weights, one each (a model passes '<layer>/<weight>'); without them,
         weights are known by their position in the list -- enough while the list never changes.
+        ``flat``: the buffers (W, dW) of which ``weights`` and ``grads`` are the pieces, in order (a
+        model's :class:`gpunn.utils.flat.FlatWeights`). The update, element-wise, is then made once
+        over W -- one kernel launch on a GPU, however many weights -- with the running averages in
+        buffers laid out alike (``slots[key]`` are views of them).
         """
         keys = list(range(len(weights)) if keys is None else keys)
         if not len(keys) == len(weights) == len(grads):
             raise ValueError(f"{type(self).__name__}.apply: expected as many grads and keys as weights; received "
                              f"{len(weights)} weights, {len(grads)} grads and {len(keys)} keys")
-        grads = self.clip(grads)
+        clipped = self.clip(grads)
         lr = self.current_learning_rate()
         self.iterations += 1
-        for key, w, g in zip(keys, weights, grads):
+        if flat is not None and all(c is g for c, g in zip(clipped, grads)):  # clipping makes new arrays
+            self.update(*flat, self.flat_slots(keys, weights, flat[0]), lr)
+            return
+        for key, w, g in zip(keys, weights, clipped):
             self.update(w, g, self.slots_for(key, w), lr)
+
+    def flat_slots(self, keys, weights, flat):
+        """The running averages of ``weights`` (the pieces of buffer ``flat``, in order) as buffers laid out like
+        ``flat``, with ``slots[key]`` views of them. Averages kept from before (or loaded) are copied in."""
+        state = self._flat_slots
+        if state is not None and state[0] == keys and all(
+                self.slots.get(key, {}).get(name) is view for key, views in zip(keys, state[2])
+                for name, view in views.items()):
+            return state[1]
+        buffers = self.create_slots(flat)
+        offsets = np.cumsum([0] + [w.size for w in weights]).tolist()
+        pieces = []
+        for key, w, lo, hi in zip(keys, weights, offsets, offsets[1:]):
+            old = self.slots_for(key, w) if key in self.slots else {}
+            views = {name: buffer[lo:hi].reshape(w.shape) for name, buffer in buffers.items()}
+            for name, view in views.items():
+                if name in old:
+                    view[...] = old[name]
+            self.slots[key] = views
+            pieces.append(views)
+        self._flat_slots = (list(keys), buffers, pieces)
+        return buffers
 
     def slots_for(self, key, w):
         """The running averages of weight ``key``: created at its first step, then checked against its shape."""

@@ -222,6 +222,15 @@ def to_numpy(a):
     return np.asarray(a)
 
 
+def same_memory(a, b):
+    """Whether ``a`` and ``b`` are the very same numbers in memory: one address, shape, strides and dtype
+    (two views of one piece of a buffer, say), on either backend."""
+    if type(a) is not type(b) or a.shape != b.shape or a.strides != b.strides or a.dtype != b.dtype:
+        return False
+    return a.data.ptr == b.data.ptr if _cupy is not None and isinstance(a, _cupy.ndarray) else \
+        a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+
+
 def scatter_add(target, indices, values):
     """target[indices[k]] += values[k] for every k, repeated indices adding up (in place)."""
     if _cupy is not None and isinstance(target, _cupy.ndarray):

@@ -26,6 +26,7 @@ and the all-reduce adds them up.
 import numpy as np
 
 import gpunn.backend as backend
+from gpunn.utils.flat import Flat
 
 
 class DataParallel:
@@ -43,10 +44,17 @@ class DataParallel:
             return grads
         if self._flat is None or not self._flat.fits(grads):
             self._flat = Flat(grads)
-        share = 1.0 / self.group.size if self.share is None else self.share
-        self._flat.fill(grads, share)
+        self._flat.fill(grads, self._share())
         self.group.allreduce(self._flat.buffer)
         return self._flat.views()
+
+    def average_buffer(self, buffer):
+        """The same, in place, for gradients that already are one buffer (a model's, see gpunn.utils.flat)."""
+        buffer *= self._share()
+        self.group.allreduce(buffer)
+
+    def _share(self):
+        return 1.0 / self.group.size if self.share is None else self.share
 
     def any(self, flag):
         """True on every rank when ``flag`` is true on one: a rank that stopped alone would leave the others
@@ -148,37 +156,6 @@ class Shards:
         raise ValueError(f"Data-parallel training splits every batch between the {self.ranks} ranks, so each batch "
                          f"needs at least {self.ranks} samples; {which} holds {m}. Choose a batch_size that leaves "
                          f"a last batch of 0 or at least {self.ranks} samples, or leave the last samples out")
-
-
-class Flat:
-    """Several arrays as one contiguous buffer, so that one collective moves them all.
-
-    ``fill`` copies the arrays in (times ``scale``); ``views`` are the buffer's pieces in their shapes.
-    """
-
-    def __init__(self, arrays, dtype=None):
-        dtypes = {a.dtype for a in arrays}
-        if dtype is None and len(dtypes) > 1:
-            raise TypeError(f"gpunn.distributed: the gradients must share one dtype; received {sorted(map(str, dtypes))}")
-        self.dtype = np.dtype(dtype or arrays[0].dtype)
-        self.shapes = [a.shape for a in arrays]
-        self.offsets = np.cumsum([0] + [a.size for a in arrays]).tolist()
-        self.buffer = backend.get_array_module(arrays[0]).empty(self.offsets[-1], dtype=self.dtype)
-
-    def fits(self, arrays):
-        return [a.shape for a in arrays] == self.shapes and all(a.dtype == self.dtype for a in arrays) and \
-            backend.get_array_module(arrays[0]) is backend.get_array_module(self.buffer)
-
-    def fill(self, arrays, scale=None):
-        xp = backend.get_array_module(self.buffer)
-        for a, lo, hi in zip(arrays, self.offsets, self.offsets[1:]):
-            if scale is None:
-                self.buffer[lo:hi] = a.reshape(-1)
-            else:
-                xp.multiply(a.reshape(-1), scale, out=self.buffer[lo:hi])
-
-    def views(self):
-        return [self.buffer[lo:hi].reshape(shape) for shape, lo, hi in zip(self.shapes, self.offsets, self.offsets[1:])]
 
 
 def describe(model):

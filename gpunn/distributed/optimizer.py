@@ -24,8 +24,12 @@ _classes = {}  # optimizer class -> its distributed class, made once
 class Distributed:
     """Put in front of an optimizer's class by :func:`DistributedOptimizer` (see the module docstring)."""
 
-    def apply(self, weights, grads, keys=None):
-        super().apply(weights, self.data_parallel.average(list(grads)), keys)
+    def apply(self, weights, grads, keys=None, flat=None):
+        if flat is not None:  # the gradients are one buffer already: averaged where they are
+            self.data_parallel.average_buffer(flat[1])
+            super().apply(weights, grads, keys, flat)
+        else:
+            super().apply(weights, self.data_parallel.average(list(grads)), keys)
 
 
 def DistributedOptimizer(optimizer="rmsprop"):  # noqa: N802 -- Horovod's spelling

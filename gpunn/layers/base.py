@@ -78,6 +78,7 @@ class Layer:
         self.sublayers = []
         self.regularizers = {}
         self.grads = {}
+        self.grad_targets = {}  # where the trainer would like dL/dW written (see grad_out)
         self.inbound_nodes = []  # the calls of this layer in functional graphs (gpunn.models.graph)
 
     # --- lifecycle -------------------------------------------------------------
@@ -203,6 +204,12 @@ class Layer:
     def trainable_keys(self):
         """The names of :attr:`trainable_weights`, as in :meth:`weight_keys`."""
         return [self._key(owner, n) for owner, n in self._trainable_refs()]
+
+    def grad_out(self, name):
+        """Where backward may write dL/d(weight ``name``): the trainer's buffer for it (a view of every gradient in
+        one piece, :class:`gpunn.utils.flat.FlatWeights`), or None for a new array. The offer is taken once, so
+        a layer called twice in a step writes its second gradient elsewhere."""
+        return self.grad_targets.pop(name, None)
 
     @property
     def trainable_grads(self):

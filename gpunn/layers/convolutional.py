@@ -142,8 +142,10 @@ class Conv2D(ImageLayer):
             dz = self.activation.backward(dy)  # (N, F, OH, OW)
             dz = xp.ascontiguousarray(dz.transpose(1, 0, 2, 3)).reshape(self.filters, -1)  # (F, N*OH*OW), like Z
         if self.use_bias:
-            self.grads["bias"] = dz.sum(axis=1)
-        self.grads["kernel"] = (dz @ self.col.T).reshape(self.kernel.shape)
+            self.grads["bias"] = dz.sum(axis=1, out=self.grad_out("bias"))
+        target = self.grad_out("kernel")  # the trainer's buffer for dW, or None
+        dw = xp.matmul(dz, self.col.T, out=None if target is None else target.reshape(self.filters, -1))
+        self.grads["kernel"] = dw.reshape(self.kernel.shape)
         if not self.needs_input_grad:
             return None
         if xp is np and gradient_as_convolution_pays(g, self.filters):

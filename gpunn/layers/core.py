@@ -83,9 +83,10 @@ class Dense(Layer):
         dz = self.activation.backward(dy)
         x2d = self.x.reshape(-1, self.x.shape[-1])
         dz2d = dz.reshape(-1, self.units)
-        self.grads["kernel"] = x2d.T @ dz2d
+        xp = backend.get_array_module(dz2d)
+        self.grads["kernel"] = xp.matmul(x2d.T, dz2d, out=self.grad_out("kernel"))  # out=None: a new array
         if self.use_bias:
-            self.grads["bias"] = dz2d.sum(axis=0)
+            self.grads["bias"] = dz2d.sum(axis=0, out=self.grad_out("bias"))
         return dz @ self.kernel.T
 
     def get_config(self):

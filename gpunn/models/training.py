@@ -28,6 +28,7 @@ from gpunn import optimizers as optimizers_module
 from gpunn.callbacks import Callback, History
 from gpunn.data_adapters import check_int
 from gpunn.models import checks, heads as heads_module
+from gpunn.utils.flat import FlatWeights
 from gpunn.utils.progress import Progress, check_verbose
 
 
@@ -39,6 +40,7 @@ class Trainer:
         self.stop_training = False
         self.epoch = 0  # epochs completed, saved with the model so that training can resume
         self._compile_args = None
+        self._flat = None  # the trainable weights in one buffer, made at the first training step
 
     # --- compiling -------------------------------------------------------------------------
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None):
@@ -97,18 +99,36 @@ class Trainer:
     def train_step(self, x, y, sample_weight=None):
         """One step of gradient descent on a batch; returns the loss and the predictions."""
         self._check_compiled("train_step")
+        flat = self._flat_weights()  # before forward: what layers keep from it (shared ones) refers to the views
         y_pred = self.forward(x, training=True)
         loss = self.compute_loss(y_pred, y, sample_weight)
         self.needs_input_grad = False  # nothing uses dL/dX of the data: a layer may skip computing it
         try:
+            if flat is not None:
+                flat.offer()  # Dense and Conv2D write their dW straight into the buffer of all gradients
             self.backward(self.loss_gradient())
         finally:
             self.needs_input_grad = True
+            everywhere = flat is not None and flat.collect()
+        keys = self.trainable_keys
+        if everywhere:  # every weight has its gradient: the update is made once, over the whole buffers
+            self.optimizer.apply(flat.weight_views, flat.grad_views, keys, flat=(flat.weights, flat.grads))
+            return loss, y_pred
         reached = [(key, getattr(owner, n), owner.grads[n]) for key, (owner, n) in
-                   zip(self.trainable_keys, self._trainable_refs()) if n in owner.grads]
+                   zip(keys, self._trainable_refs()) if n in owner.grads]
         keys, weights, grads = zip(*reached) if reached else ((), (), ())
         self.optimizer.apply(list(weights), list(grads), list(keys))
         return loss, y_pred
+
+    def _flat_weights(self):
+        """The trainable weights as views of one buffer (:class:`FlatWeights`), made again when they change
+        (freezing, a new dtype); None when they cannot share one."""
+        refs = self._trainable_refs()
+        if self._flat is None or not self._flat.holds(refs):
+            self._flat = FlatWeights(refs) if FlatWeights.can_hold(refs) else None
+        if self._flat is not None:
+            self._flat.bind()
+        return self._flat
 
     # --- training and inference ------------------------------------------------------------
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None, validation_split=0.0,
