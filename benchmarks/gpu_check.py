@@ -43,8 +43,9 @@ from benchmarks import gpu_check_report as report
 from benchmarks.gpu_check_report import ROOT
 from benchmarks.gpu_check_runner import Step, count_tests, find_sanitizer, gpu_usable, requirements, run_group
 
-KERNEL_TESTS = tuple(f"tests/test_{name}.py" for name in ("im2col", "epilogue", "pooling_kernels", "softmax_cross_entropy",
-                                                          "recurrent", "attention", "optimizers"))
+KERNEL_TESTS = tuple(f"tests/test_{name}.py" for name in ("im2col", "epilogue", "pooling_kernels", "softmax_kernels",
+                                                          "softmax_cross_entropy", "recurrent", "attention",
+                                                          "optimizers"))
 # In these files only the GPU cases of the kernel_device fixture have 'cupy' in their ids. Racecheck and
 # synccheck look at shared memory and barriers, which only the attention kernels use: they take the
 # smallest and largest head size, with every sequence-length pair and every mask/causal combination.
@@ -53,7 +54,7 @@ ATTENTION = (("tests/test_attention.py", "-k", "cupy and kernels_match_twin and 
              "every sequence-length pair, with and without a key mask and causality.")
 SANITIZED = {"memcheck": ((*KERNEL_TESTS, "-k", "cupy"), 200,
                           "Covers every kernel test's GPU case (im2col/col2im, the conv epilogue, pooling, softmax "
-                          "cross-entropy, the LSTM step, attention, the optimizer "
+                          "and its cross-entropy, the LSTM step, attention, the optimizer "
                           "updates), with CuPy's memory pool off (benchmarks/no_memory_pool.py), so that memcheck "
                           "sees the bounds of each array."),
              "racecheck": ATTENTION, "synccheck": ATTENTION}

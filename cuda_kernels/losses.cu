@@ -1,10 +1,14 @@
-// Softmax and cross-entropy, fused: each row's loss and its gradient with respect to the logits,
-// in one launch (the element-wise way takes about a dozen: max, exp, sum, log, a one-hot...).
+// Softmax over rows, and its cross-entropy: rows of logits z (rows, k), row-major -- rows = m examples,
+// or m T steps of sequences -- each turned into a probability vector, forward and backward, and the
+// cross-entropy of that softmax fused with it, loss and gradient in one launch (the element-wise way
+// takes about a dozen: max, exp, sum, log, a one-hot...). With M_r = max_j z_rj, subtracted first so
+// that e^z cannot overflow, and S_r = sum_j e^(z_rj - M_r):
 //
-// Logits z (rows, k), row-major: rows = m examples, or m T steps of sequences. Row r has an integer
-// label y_r in [0, k) and a weight w_r (1 when has_weights is 0: the sample weight, 0 for a masked
-// step, see gpunn.losses.apply_mask). With M_r = max_j z_rj, subtracted first so that e^z cannot overflow:
-//     lse_r    = M_r + log sum_j e^(z_rj - M_r)             = log sum_j e^z_rj
+// softmax_forward:        a_rj = e^(z_rj - M_r) / S_r
+// softmax_backward:       dz_rj = a_rj (da_rj - sum_i da_ri a_ri)    (the Jacobian a_j (delta_ij - a_i), applied)
+// softmax_cross_entropy:  row r has an integer label y_r in [0, k) and a weight w_r (1 when has_weights
+// is 0: the sample weight, 0 for a masked step, see gpunn.losses.apply_mask):
+//     lse_r    = M_r + log S_r                               = log sum_j e^z_rj
 //     loss_r   = w_r (lse_r - z_{r, y_r})                    = -w_r log softmax(z_r)_{y_r}
 //     dz_rj    = w_r (softmax(z_r)_j - [j == y_r]) / m       softmax(z_r)_j = e^(z_rj - lse_r)
 // inv_batch is 1/m. The mean loss J = 1/m sum_r loss_r is one reduction more, in Python.
@@ -29,7 +33,52 @@ __device__ __forceinline__ float warp_sum(float x) {
     return x;
 }
 
+// M_r and S_r of the row at zr, in every lane of the warp (a warp with no row, mine false: -inf and 0).
+__device__ __forceinline__ float row_max(const float* __restrict__ zr, long long classes, int lane, bool mine) {
+    float m = -INF_F;
+    for (long long j = lane; mine && j < classes; j += WARP) m = fmaxf(m, zr[j]);
+    return warp_max(m);
+}
+
+__device__ __forceinline__ float row_sum_exp(const float* __restrict__ zr, float m, long long classes, int lane,
+                                             bool mine) {
+    float s = 0.0f;
+    for (long long j = lane; mine && j < classes; j += WARP) s += expf(zr[j] - m);
+    return warp_sum(s);
+}
+
 extern "C" {
+
+__global__ void softmax_forward(const float* __restrict__ z, float* __restrict__ a, long long rows,
+                                long long classes) {
+    const int lane = threadIdx.x % WARP;
+    const long long warps = blockDim.x / WARP;  // rows a block works on at once
+    for (long long first = blockIdx.x * warps; first < rows; first += (long long)gridDim.x * warps) {
+        const long long r = first + threadIdx.x / WARP;
+        const bool mine = r < rows;  // else this warp only takes part in the shuffles
+        const float* zr = z + (mine ? r : 0) * classes;
+        const float m = row_max(zr, classes, lane, mine);
+        const float s = row_sum_exp(zr, m, classes, lane, mine);
+        if (!mine) continue;
+        for (long long j = lane; j < classes; j += WARP) a[r * classes + j] = expf(zr[j] - m) / s;
+    }
+}
+
+__global__ void softmax_backward(const float* __restrict__ a, const float* __restrict__ da, float* __restrict__ dz,
+                                 long long rows, long long classes) {
+    const int lane = threadIdx.x % WARP;
+    const long long warps = blockDim.x / WARP;
+    for (long long first = blockIdx.x * warps; first < rows; first += (long long)gridDim.x * warps) {
+        const long long r = first + threadIdx.x / WARP;
+        const bool mine = r < rows;
+        const long long row = (mine ? r : 0) * classes;
+        float dot = 0.0f;  // sum_i da_ri a_ri
+        for (long long j = lane; mine && j < classes; j += WARP) dot += da[row + j] * a[row + j];
+        dot = warp_sum(dot);
+        if (!mine) continue;
+        for (long long j = lane; j < classes; j += WARP) dz[row + j] = a[row + j] * (da[row + j] - dot);
+    }
+}
 
 __global__ void softmax_cross_entropy(const float* __restrict__ z, const long long* __restrict__ labels,
                                       const float* __restrict__ weights, int has_weights,
@@ -42,12 +91,8 @@ __global__ void softmax_cross_entropy(const float* __restrict__ z, const long lo
         const bool mine = r < rows;  // else this warp only takes part in the shuffles
         const float* zr = z + (mine ? r : 0) * classes;
 
-        float m = -INF_F;
-        for (long long j = lane; mine && j < classes; j += WARP) m = fmaxf(m, zr[j]);
-        m = warp_max(m);
-        float s = 0.0f;
-        for (long long j = lane; mine && j < classes; j += WARP) s += expf(zr[j] - m);
-        const float lse = m + logf(warp_sum(s));
+        const float m = row_max(zr, classes, lane, mine);
+        const float lse = m + logf(row_sum_exp(zr, m, classes, lane, mine));
         if (!mine) continue;
 
         const long long y = labels[r];

@@ -94,10 +94,11 @@ def image_model():
 MODELS = {
     "sequence": (sequence_model, "adam", {"embedding_backward", "lstm_step_forward", "lstm_step_backward",
                                           "attention_forward_32", "attention_backward_dq_32", "attention_backward_dkv_32",
-                                          "adam_update"}),
+                                          "softmax_forward", "adam_update"}),
     "image": (image_model, "sgd", {"im2col_forward_float", "col2im_backward_float", "conv_bias_act_forward",
                                    "conv_bias_act_backward", "max_pool_forward_float", "max_pool_backward_float",
-                                   "avg_pool_forward_float", "avg_pool_backward_float", "sgd_update"}),
+                                   "avg_pool_forward_float", "avg_pool_backward_float", "softmax_forward",
+                                   "sgd_update"}),
 }
 
 
@@ -165,7 +166,7 @@ def test_kernels_read_and_write_only_their_arrays_under_address_sanitizer():
     run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", "-k", "host",
                           "tests/test_im2col.py", "tests/test_pooling_kernels.py", "tests/test_recurrent.py",
                           "tests/test_attention.py", "tests/test_optimizers.py", "tests/test_softmax_cross_entropy.py",
-                          "tests/test_epilogue.py",
+                          "tests/test_softmax_kernels.py", "tests/test_epilogue.py",
                           "tests/test_host_cuda.py::test_layers_launch_their_kernels_and_train_like_the_twins"],
                          cwd=root, env=env, capture_output=True, text=True)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-6000:]
