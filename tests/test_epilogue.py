@@ -122,3 +122,33 @@ def test_conv2d_on_the_epilogue_kernel_equals_conv2d_without_it(activation, use_
         results.append([dev.to_numpy(a) for a in (y, dx, *layer.grads.values())])
     for a, b in zip(*results):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("activation", NAMES + ["elu"])
+@pytest.mark.parametrize("use_bias", [True, False])
+@pytest.mark.parametrize("shape", [(7, 5), (3, 4, 5)])
+def test_dense_on_the_epilogue_kernel_equals_dense_without_it(activation, use_bias, shape, kernel_device):
+    """Dense as Conv2D's epilogue with one pixel: Z^T = W^T X^T, then b and g in one kernel; backward the same."""
+    from gpunn.layers import Dense, core
+
+    dev = kernel_device
+    x = rng.standard_normal(shape).astype(np.float32)
+    dy = rng.standard_normal(shape[:-1] + (6,)).astype(np.float32)
+    weights = [rng.standard_normal((5, 6)).astype(np.float32), rng.standard_normal(6).astype(np.float32)]
+    results = []
+    for fused in (False, True):
+        with pytest.MonkeyPatch.context() as patch:
+            if not fused:
+                patch.setattr(core, "activation_code", lambda activation: None)
+            layer = Dense(6, activation=activation, use_bias=use_bias)
+            layer.build(shape[1:])
+            layer.set_weights(weights[:1 + use_bias])
+            dys = dev.asarray(dy)
+            y = layer.forward(dev.asarray(x), training=True)
+            dx = layer.backward(dys)
+        np.testing.assert_array_equal(dev.to_numpy(dys), dy)  # backward never modifies its input
+        assert (layer.epilogue is not None) == (fused and activation != "elu")
+        assert y.shape == shape[:-1] + (6,) and dx.shape == shape
+        results.append([dev.to_numpy(a) for a in (y, dx, *layer.grads.values())])
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)

@@ -11,7 +11,9 @@ import numpy as np
 
 import gpunn.backend as backend
 from gpunn import activations
+from gpunn.backend import kernels
 from gpunn.layers.base import Layer, config_of
+from gpunn.ops.epilogue import activation_code, bias_act_backward, bias_act_forward
 
 
 class Dense(Layer):
@@ -30,6 +32,10 @@ class Dense(Layer):
         dX = dZ . W^T
 
     Inputs with more axes, (m, ..., n_in), are transformed along the last axis.
+
+    On a GPU, Z is computed transposed, Z^T = W^T . X^T (units, m), so that adding b and applying
+    g is one kernel that also lays A out as (m, units): Conv2D's epilogue with one pixel per image
+    (:mod:`gpunn.ops.epilogue`); backward, dZ^T comes out of the same kernel, g'(Z) read off A.
 
     Args:
         units: number of output features (> 0).
@@ -74,20 +80,30 @@ class Dense(Layer):
             raise ValueError(f"Layer '{self.name}' expects inputs with {self.kernel.shape[0]} features on the last axis; "
                              f"received an array of shape {tuple(x.shape)}")
         self.x = x
+        self.epilogue = activation_code(self.activation) if kernels.on_gpu(x) else None
+        if self.epilogue is not None:  # on a GPU: Z^T = W^T . X^T, then b and g in one kernel (ops/epilogue.py)
+            zf = self.kernel.T @ x.reshape(-1, x.shape[-1]).T  # (units, m)
+            self.a = bias_act_forward(zf, self.bias if self.use_bias else None, zf.shape[1], self.epilogue)
+            return self.a.reshape(x.shape[:-1] + (self.units,))
         z = x @ self.kernel
         if self.use_bias:
             z += self.bias
         return self.activation.forward(z)
 
     def backward(self, dy):
-        dz = self.activation.backward(dy)
         x2d = self.x.reshape(-1, self.x.shape[-1])
-        dz2d = dz.reshape(-1, self.units)
-        xp = backend.get_array_module(dz2d)
+        xp = backend.get_array_module(x2d)
+        if self.epilogue is not None:
+            dzf = bias_act_backward(dy.reshape(self.a.shape), self.a, self.epilogue)  # dZ^T (units, m), g' off A
+            self.grads["kernel"] = xp.matmul(x2d.T, dzf.T, out=self.grad_out("kernel"))
+            if self.use_bias:
+                self.grads["bias"] = dzf.sum(axis=1, out=self.grad_out("bias"))
+            return (dzf.T @ self.kernel.T).reshape(self.x.shape)
+        dz2d = self.activation.backward(dy).reshape(-1, self.units)
         self.grads["kernel"] = xp.matmul(x2d.T, dz2d, out=self.grad_out("kernel"))  # out=None: a new array
         if self.use_bias:
             self.grads["bias"] = dz2d.sum(axis=0, out=self.grad_out("bias"))
-        return dz @ self.kernel.T
+        return (dz2d @ self.kernel.T).reshape(self.x.shape)
 
     def get_config(self):
         return {**super().get_config(), "units": self.units, "activation": self.activation.get_config(),
