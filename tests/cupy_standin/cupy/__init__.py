@@ -24,7 +24,7 @@ import types
 import numpy as np
 
 from cupy import _core
-from cupy._core import check_name, counts, unwrap, wrap
+from cupy._core import check_name, compute, counts, unwrap, wrap, write
 from cupy._ndarray import ndarray
 
 __version__ = "14 (gpunn's stand-in on NumPy)"
@@ -37,19 +37,21 @@ for _t in ("bool_", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint3
     globals()[_t] = getattr(np, _t)
 
 _UNWRITTEN = {"empty", "empty_like"}  # they take memory from the pool and launch nothing
+_IN_PLACE = {"copyto", "put", "putmask", "place", "fill_diagonal"}  # they write into an array given (or ufunc.at)
 _UPLOADS = {"asarray", "array", "asanyarray"}  # the functions that take host data to the device
 
 
 def asarray(a, dtype=None, order=None, *, blocking=False):
     if isinstance(a, ndarray):
-        return a if dtype is None or np.dtype(dtype) == a.dtype else wrap(a._a.astype(dtype))
+        return a if dtype is None or np.dtype(dtype) == a.dtype else compute(lambda: a._a.astype(dtype))
     counts.uploads += 1
     return wrap(np.array(unwrap_host(a), dtype=dtype, order=order or "K"))
 
 
 def array(obj, dtype=None, copy=True, order="K", subok=False, ndmin=0, *, blocking=False):
     if isinstance(obj, ndarray):
-        return wrap(np.array(obj._a, dtype=dtype, copy=copy, order=order, ndmin=ndmin), (obj._a,) if not copy else ())
+        return compute(lambda: np.array(obj._a, dtype=dtype, copy=copy, order=order, ndmin=ndmin),
+                       (obj._a,) if not copy else ())
     counts.uploads += 1
     return wrap(np.array(unwrap_host(obj), dtype=dtype, order=order, ndmin=ndmin))
 
@@ -86,11 +88,14 @@ class _Function:
         inputs = list(_core.arrays_in((args, kwargs)))
         if self.name in ("matmul", "dot", "tensordot", "einsum", "inner", "outer", "vdot"):
             counts.gemms += 1
-        if kwargs.get("out") is not None or self.name == "copyto":
-            counts.ops += 1
         if self.name in ("nonzero", "argwhere", "unique", "flatnonzero") or (self.name == "where" and len(args) == 1):
             counts.syncs += 1  # the size of the result depends on the values: read back first
-        return wrap(self.fn(*args, **kwargs), inputs, computed=self.name not in _UNWRITTEN)
+        out = kwargs.get("out")
+        if out is not None or self.name in _IN_PLACE or self.name.endswith(".at"):
+            counts.ops += 1
+            write(lambda: self.fn(*args, **kwargs))
+            return None if out is None else wrap(out, inputs)
+        return compute(lambda: self.fn(*args, **kwargs), inputs, computed=self.name not in _UNWRITTEN)
 
     def __getattr__(self, name):  # a ufunc's .at, .reduce, .outer...
         return _Function(f"{self.name}.{name}", getattr(self.fn, name), self.namespace)
@@ -150,7 +155,8 @@ class RawKernel:
                                 f"CuPy arrays)")
             host_args.append(a._a if isinstance(a, ndarray) else a)
         counts.kernels += 1
-        self._kernel(grid, block, tuple(host_args), shared_mem)
+        kernel, host_args = self._kernel, tuple(host_args)
+        write(lambda: kernel(grid, block, host_args, shared_mem))
 
 
 class RawModule:

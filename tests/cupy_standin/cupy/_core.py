@@ -11,7 +11,18 @@ Counters (``cupy._standin.counts``), per the work a GPU would do:
   here, not in ``ops``);
 - ``syncs``: reads back to the host (``.get()``, ``float(a)``, ``bool(a)``, ``asnumpy``...) and
   explicit waits (``synchronize``): each makes the host wait for the GPU;
-- ``uploads``: copies from the host to the device (``cupy.asarray(numpy_array)``).
+- ``uploads``: copies from the host to the device (``cupy.asarray(numpy_array)``);
+- ``replays``: launches of a captured CUDA graph (each one launch, however much work it holds).
+
+Stream capture (CUDA graphs, ``cupy.cuda.Stream.begin_capture``) is emulated as a GPU does it:
+while a stream captures, nothing runs. Each operation is recorded -- one that writes into arrays
+that exist (``out=``, ``a[...] = v``, ``+=``, a kernel) only recorded, one that makes a new array
+computed (for its shape) and recorded to fill that same buffer again -- and a replay runs the
+records in order, on the same buffers, with the scalars as they were at capture. What a GPU
+refuses during a capture is refused: reads back to the host, uploads, cuBLAS calls (CuPy refuses
+them), and allocations from the default memory pool (the graph's buffers must come from a pool
+of its own: ``cupy.cuda.using_allocator``). When the capture ends, every buffer it made is
+poisoned (NaN), so a value read without a replay shows.
 """
 
 import dataclasses
@@ -27,6 +38,14 @@ from pathlib import Path
 import numpy as np
 
 
+class CaptureError(RuntimeError):
+    """What a GPU refuses while a stream captures a graph."""
+
+
+_REFUSED = {"syncs": "a read back to the host (or a wait)", "uploads": "a copy from the host",
+            "gemms": "a cuBLAS call (CuPy refuses them during a capture)"}
+
+
 @dataclasses.dataclass
 class Counts:
     ops: int = 0
@@ -35,11 +54,18 @@ class Counts:
     allocations: int = 0
     syncs: int = 0
     uploads: int = 0
+    replays: int = 0
+
+    def __setattr__(self, name, value):
+        if capture is not None and name in _REFUSED and self is counts and value > getattr(self, name):
+            raise CaptureError(f"{_REFUSED[name]} during a stream capture: a CUDA graph cannot hold it "
+                               f"(cudaErrorStreamCaptureUnsupported)")
+        super().__setattr__(name, value)
 
     @property
     def launches(self):
-        """Everything that launches work on the GPU: CuPy's operations and gpunn's kernels."""
-        return self.ops + self.kernels
+        """Everything that launches work on the GPU: CuPy's operations, gpunn's kernels, graph replays."""
+        return self.ops + self.kernels + self.replays
 
     def __sub__(self, other):
         return Counts(**{f.name: getattr(self, f.name) - getattr(other, f.name) for f in dataclasses.fields(self)})
@@ -48,6 +74,8 @@ class Counts:
         return dataclasses.replace(self)
 
 
+capture = None  # while a stream captures: the Capture being recorded
+allocator = None  # the allocator set by cupy.cuda.using_allocator (None: the default memory pool)
 counts = Counts()
 _live = {}  # id(buffer) -> bytes, for every live device buffer (the memory pool's used_bytes)
 _buffers = {}  # id(buffer) -> a weak reference to it, to find a buffer from a pointer (``a.data.ptr``)
@@ -56,6 +84,9 @@ _buffers = {}  # id(buffer) -> a weak reference to it, to find a buffer from a p
 def allocated(a, computed=True):
     """Count a new device buffer and follow its lifetime (``cupy.get_default_memory_pool().used_bytes()``);
     ``computed``: an operation wrote it (one launch), as opposed to ``empty``, which only takes memory."""
+    if capture is not None and allocator is None:
+        raise CaptureError("an allocation from the default memory pool during a stream capture: the graph's buffers "
+                           "must come from a pool of its own (cupy.cuda.using_allocator), or eager work would reuse them")
     counts.allocations += 1
     counts.ops += computed
     base = a
@@ -201,8 +232,55 @@ def wrap(result, inputs=(), computed=True):
         result = np.asarray(result)
     if isinstance(result, np.ndarray):
         if not any(np.may_share_memory(result, a) for a in inputs):
+            if capture is not None and not any(result is b for b in capture.buffers[-1:]):
+                raise CaptureError("the stand-in cannot capture this operation (it makes a new array outside "
+                                   "_core.compute); a random draw would repeat at every replay of a graph")
             allocated(result, computed)
         return ndarray(result)
     if isinstance(result, (list, tuple)):
         return type(result)(wrap(r, inputs, computed) for r in result)
     return result
+
+
+# --- running operations, and recording them while a stream captures -------------------------------
+
+
+class Capture:
+    """What a capture recorded: ``steps`` (callables, in launch order) and the ``buffers`` it made."""
+
+    def __init__(self):
+        self.steps, self.buffers = [], []
+
+
+def compute(thunk, inputs=(), computed=True):
+    """The device array of ``thunk()``, an operation making a new array (or a view of one of ``inputs``).
+    During a capture its buffer is recorded with ``thunk`` to fill it again at each replay (not for
+    ``computed`` False: ``empty`` writes nothing)."""
+    if capture is None:
+        return wrap(thunk(), inputs, computed)
+    with np.errstate(all="ignore"):  # the values now are meaningless (a GPU would compute nothing yet)
+        result = thunk()
+    if isinstance(result, np.generic):
+        result = np.asarray(result)
+    if isinstance(result, np.ndarray) and not any(np.may_share_memory(result, a) for a in inputs):
+        buffer = result
+        capture.buffers.append(buffer)
+        if computed:
+            capture.steps.append(lambda: np.copyto(buffer, thunk()))
+    return wrap(result, inputs, computed)
+
+
+def write(thunk):
+    """Run an operation that writes into arrays that exist; during a capture, only record it: it runs at the
+    replays (a capturing stream executes nothing)."""
+    if capture is not None:
+        capture.steps.append(thunk)
+    else:
+        thunk()
+
+
+def poison(buffer):
+    """Fill ``buffer`` with what uninitialised device memory may hold (NaN; integers: their minimum)."""
+    from tests.host_cuda import poison as value  # the repository root is on the path wherever the stand-in is
+
+    buffer[...] = value(buffer.dtype)

@@ -14,7 +14,7 @@ import operator
 import numpy as np
 
 from cupy import _core
-from cupy._core import check_name, counts, refuse_host_array, wrap
+from cupy._core import check_name, compute, counts, refuse_host_array, wrap, write
 
 
 def _operand(other, op):
@@ -29,19 +29,22 @@ def _operand(other, op):
 
 def _binary(op, name):
     def method(self, other):
-        return wrap(op(self._a, _operand(other, name)), (self._a,))
+        a, b = self._a, _operand(other, name)
+        return compute(lambda: op(a, b), (a,))
     return method
 
 
 def _reflected(op, name):
     def method(self, other):
-        return wrap(op(_operand(other, name), self._a), (self._a,))
+        a, b = self._a, _operand(other, name)
+        return compute(lambda: op(b, a), (a,))
     return method
 
 
 def _inplace(op, name):
     def method(self, other):
-        op(self._a, _operand(other, name))
+        a, b = self._a, _operand(other, name)
+        write(lambda: op(a, b))
         counts.ops += 1
         return self
     return method
@@ -107,10 +110,11 @@ class ndarray:
         def call(*args, **kwargs):
             args, kwargs = _core.unwrap(args, f"ndarray.{name}"), _core.unwrap(kwargs, f"ndarray.{name}")
             out = kwargs.get("out")
-            result = method(*args, **kwargs)
-            if out is not None or name in ("fill", "sort", "partition"):
+            if out is not None or name in ("fill", "sort", "partition"):  # in place
                 counts.ops += 1
-            return wrap(result, (self._a, *_core.arrays_in(kwargs.get("out"))))
+                write(lambda: method(*args, **kwargs))
+                return None if out is None else wrap(out, tuple(_core.arrays_in(out)))
+            return compute(lambda: method(*args, **kwargs), (self._a,))
         return call
 
     # --- reading back to the host: each one makes the host wait for the GPU -----------------
@@ -155,43 +159,47 @@ class ndarray:
         return k
 
     def __getitem__(self, key):
-        return wrap(self._a[self._index(key)], (self._a,))
+        a, index = self._a, self._index(key)
+        return compute(lambda: a[index], (a,))
 
     def __setitem__(self, key, value):
         if isinstance(value, np.ndarray):
             refuse_host_array("an assignment a[...] = value")
-        self._a[self._index(key)] = value._a if isinstance(value, ndarray) else value
+        a, index, value = self._a, self._index(key), value._a if isinstance(value, ndarray) else value
+        write(lambda: a.__setitem__(index, value))
         counts.ops += 1
 
     def __copy__(self):
-        return wrap(self._a.copy())
+        return compute(self._a.copy)
 
     def __deepcopy__(self, memo):
-        return wrap(self._a.copy())
+        return compute(self._a.copy)
 
     def __reduce__(self):
         raise TypeError("the stand-in's arrays are device arrays: bring them to the host with .get() to pickle them")
 
     # --- arithmetic ----------------------------------------------------------------------------
     def __neg__(self):
-        return wrap(-self._a)
+        return compute(self._a.__neg__)
 
     def __pos__(self):
-        return wrap(+self._a)
+        return compute(self._a.__pos__)
 
     def __abs__(self):
-        return wrap(abs(self._a))
+        return compute(self._a.__abs__)
 
     def __invert__(self):
-        return wrap(~self._a)
+        return compute(self._a.__invert__)
 
     def __matmul__(self, other):
         counts.gemms += 1
-        return wrap(self._a @ _operand(other, "@"))
+        a, b = self._a, _operand(other, "@")
+        return compute(lambda: a @ b)
 
     def __rmatmul__(self, other):
         counts.gemms += 1
-        return wrap(_operand(other, "@") @ self._a)
+        a, b = self._a, _operand(other, "@")
+        return compute(lambda: b @ a)
 
 
 for _name, _op in [("add", operator.add), ("sub", operator.sub), ("mul", operator.mul),

@@ -2,13 +2,13 @@
 
 import numpy as np
 
-from cupy._core import check_name, counts, unwrap
+from cupy._core import check_name, counts, unwrap, write
 
 
 def _scatter(ufunc):
     def scatter(a, slices, value):
-        a_host = unwrap(a, "cupyx.scatter")
-        np.__dict__[ufunc].at(a_host, unwrap(slices, "cupyx.scatter"), unwrap(value, "cupyx.scatter"))
+        a_host, where, values = (unwrap(v, "cupyx.scatter") for v in (a, slices, value))
+        write(lambda: np.__dict__[ufunc].at(a_host, where, values))
         counts.ops += 1
     return scatter
 
