@@ -27,7 +27,8 @@ from gpunn import data_adapters
 from gpunn import optimizers as optimizers_module
 from gpunn.callbacks import Callback, History
 from gpunn.data_adapters import check_int
-from gpunn.models import checks, heads as heads_module
+from gpunn.models import captured, checks, heads as heads_module
+from gpunn.models.totals import Totals
 from gpunn.utils.flat import FlatWeights
 from gpunn.utils.progress import Progress, check_verbose
 
@@ -41,14 +42,20 @@ class Trainer:
         self.epoch = 0  # epochs completed, saved with the model so that training can resume
         self._compile_args = None
         self._flat = None  # the trainable weights in one buffer, made at the first training step
+        self.jit_compile, self._captured = False, None  # the captured step of jit_compile=True (gpunn.models.captured)
 
     # --- compiling -------------------------------------------------------------------------
-    def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None):
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None, jit_compile="auto"):
         """Choose the optimizer, the loss (one, or one per output) and the metrics to report.
 
         ``loss``, ``metrics`` and ``loss_weights`` take one value for every output, a list in the
         order of the outputs or a dict by output name (see :mod:`gpunn.models.heads`).
+        ``jit_compile=True``: on a GPU, ``fit`` captures the training step as a CUDA graph and replays
+        it (see :mod:`gpunn.models.captured`); "auto" (Keras's default) and False run it eagerly.
         """
+        if jit_compile not in (True, False, "auto"):
+            raise ValueError(f"compile: jit_compile must be True, False or 'auto'; received {jit_compile!r}")
+        self.jit_compile, self._captured = jit_compile is True, None
         for head in self.heads:  # an earlier compile's fusing is undone first
             if head.fused is not None:
                 head.fused.fused = False
@@ -99,6 +106,12 @@ class Trainer:
     def train_step(self, x, y, sample_weight=None):
         """One step of gradient descent on a batch; returns the loss and the predictions."""
         self._check_compiled("train_step")
+        loss, y_pred, update = self._forward_backward(x, y, sample_weight)
+        self._apply(update)
+        return loss, y_pred
+
+    def _forward_backward(self, x, y, sample_weight):
+        """The step up to the update: (loss, y_pred, update), ``update`` the arguments of optimizer.apply."""
         flat = self._flat_weights()  # before forward: what layers keep from it (shared ones) refers to the views
         y_pred = self.forward(x, training=True)
         loss = self.compute_loss(y_pred, y, sample_weight)
@@ -112,13 +125,15 @@ class Trainer:
             everywhere = flat is not None and flat.collect()
         keys = self.trainable_keys
         if everywhere:  # every weight has its gradient: the update is made once, over the whole buffers
-            self.optimizer.apply(flat.weight_views, flat.grad_views, keys, flat=(flat.weights, flat.grads))
-            return loss, y_pred
+            return loss, y_pred, (flat.weight_views, flat.grad_views, keys, (flat.weights, flat.grads))
         reached = [(key, getattr(owner, n), owner.grads[n]) for key, (owner, n) in
                    zip(keys, self._trainable_refs()) if n in owner.grads]
         keys, weights, grads = zip(*reached) if reached else ((), (), ())
-        self.optimizer.apply(list(weights), list(grads), list(keys))
-        return loss, y_pred
+        return loss, y_pred, (list(weights), list(grads), list(keys), None)
+
+    def _apply(self, update):
+        weights, grads, keys, flat = update
+        self.optimizer.apply(weights, grads, keys, flat=flat)
 
     def _flat_weights(self):
         """The trainable weights as views of one buffer (:class:`FlatWeights`), made again when they change
@@ -184,8 +199,8 @@ class Trainer:
             totals = Totals(self)
             progress = Progress(verbose, train.size, f"Epoch {epoch + 1}/{epochs}", train.unit)
             for batch, (xb, yb, wb) in enumerate(train.batches()):
-                loss, y_pred = self.train_step(xb, yb, wb)
-                totals.add(loss, y_pred, yb)
+                loss, sums = captured.fit_step(self, xb, yb, wb)
+                totals.add_sums(sums, len(xb[0]))
                 for cb in callbacks:
                     cb.on_batch_end(batch, {"batch": batch, "size": len(xb[0]), "loss": loss})
                 progress.update(len(xb[0]) if train.unit == "sample" else 1, totals)
@@ -258,35 +273,3 @@ class Trainer:
     def _check_data(self, x, y, what="x"):
         """The arrays as lists (one per input, one per output), validated before any work is done."""
         return checks.check_data(self, x, y, what)
-
-
-class Totals:
-    """Running sums of the losses and metric counts over an epoch, kept on the device."""
-
-    def __init__(self, model):
-        self.model, self.n, self.sums = model, 0, None
-
-    def add(self, loss, y_pred, y_true):
-        preds, targets = self.model._flatten_data(y_pred, "outputs"), self.model._flatten_data(y_true, "outputs")
-        m = len(preds[0])
-        parts = [loss]
-        if len(self.model.heads) > 1:
-            parts += self.model._head_losses
-        parts = [p * m for p in parts] + [metric.count(p, t, mask) for head, p, t, mask in
-                                          zip(self.model.heads, preds, targets, self.model.output_masks)
-                                          for _, metric in head.metrics]
-        self.n += m
-        self.sums = parts if self.sums is None else [s + p for s, p in zip(self.sums, parts)]
-
-    def result(self, parallel=None):
-        """{'loss': ..., 'accuracy': ...} as Python floats (one device-to-host copy); with the hooks of
-        data-parallel training, ``parallel``, over the samples of every rank together."""
-        names, xp = heads_module.log_names(self.model, self.model.heads), backend.xp
-        sums = np.zeros(len(names)) if self.sums is None else \
-            backend.to_numpy(xp.stack([xp.asarray(v, dtype=np.float64) for v in self.sums]))
-        n = self.n
-        if parallel is not None:
-            sums, n = parallel.sum_totals(sums, n)
-        if not n:
-            raise ValueError("no batches to average over: the generator had run out of data")
-        return {name: float(v) for name, v in zip(names, sums / n)}
