@@ -5,7 +5,8 @@
     GPUNN_BACKEND=numpy PYTHONPATH=. python benchmarks/bench_lenet.py --batch-sizes 128 --steps 40 --rounds 3
 
 On a GPU: one epoch (data already on the device), the median of ``--repeat`` epochs with CUDA
-events, at batch 64/128/512, PyTorch eager in the same run. Before timing, gpunn is checked to
+events, at batch 64/128/512: gpunn eager and with ``compile(jit_compile=True)`` (the step replayed
+as a CUDA graph), PyTorch eager in the same run. Before timing, gpunn is checked to
 learn (test accuracy above 0.70 after its warm-up epoch; PyTorch's is shown beside it).
 
 On the CPU: ``--steps`` training steps per round, gpunn, PyTorch and Keras (torch backend, when
@@ -73,17 +74,8 @@ def main():
         txt, tyt = torch.tensor(xt, device=device), torch.tensor(yt, device=device)
     rows = []
     for batch_size in (int(b) for b in args.batch_sizes.split(",")):
-        gpunn.utils.set_seed(0)
-        model = lenet5()
-        model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
-
-        def epoch():
-            model.fit(xd, yd, batch_size=batch_size, epochs=1, verbose=0)
-
-        epoch()  # warm-up, and the check: it learns (chance is 0.10; one epoch at batch 512 is only 118 steps)
-        accuracy = model.evaluate(xtd, ytd, batch_size=1000)[1]
-        assert accuracy > 0.70, f"gpunn LeNet did not learn: test accuracy {accuracy:.3f} after one epoch"
-        seconds = time_fn(epoch, warmup=0, repeat=args.repeat)
+        eager_s, eager_acc = gpunn_epoch(xd, yd, xtd, ytd, batch_size, args.repeat, jit_compile=False)
+        jit_s, jit_acc = gpunn_epoch(xd, yd, xtd, ytd, batch_size, args.repeat, jit_compile=True)
         torch_s = torch_acc = None
         if torch is not None:
             torch.manual_seed(0)
@@ -91,12 +83,29 @@ def main():
             torch_epoch()
             torch_acc = torch_accuracy(txt, tyt)
             torch_s = torch_time_fn(torch, device, torch_epoch, warmup=0, repeat=args.repeat)
-        rows.append((batch_size, f"{seconds:.3f}", f"{accuracy:.3f}", f"{torch_s:.3f}" if torch_s else "-",
-                     f"{torch_acc:.3f}" if torch_acc else "-", f"{seconds / torch_s:.2f}x" if torch_s else "-"))
+        ratio = (lambda s: f"{s / torch_s:.2f}x") if torch_s else (lambda s: "-")
+        rows.append((batch_size, f"{eager_s:.3f}", f"{jit_s:.3f}", f"{eager_acc:.3f} / {jit_acc:.3f}",
+                     f"{torch_s:.3f}" if torch_s else "-", f"{torch_acc:.3f}" if torch_acc else "-", ratio(eager_s),
+                     ratio(jit_s)))
     print(header())
     print(f"data: Fashion-MNIST, {len(x):,} training images per epoch; PyTorch on {device or '-'}")
-    print(table(rows, ["batch", "gpunn s/epoch", "gpunn acc (1 epoch)", "torch s/epoch", "torch acc (1 epoch)",
-                       "gpunn/torch"]))
+    print(table(rows, ["batch", "gpunn s/epoch", "jit_compile s/epoch", "gpunn acc eager / jit (1 epoch)",
+                       "torch s/epoch", "torch acc (1 epoch)", "gpunn/torch", "jit/torch"]))
+
+
+def gpunn_epoch(x, y, xt, yt, batch_size, repeat, jit_compile):
+    """(median seconds per epoch, test accuracy after the warm-up epoch) of LeNet-5 on device data."""
+    gpunn.utils.set_seed(0)
+    model = lenet5()
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"], jit_compile=jit_compile)
+
+    def epoch():
+        model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0)
+
+    epoch()  # warm-up (with jit_compile: the capture), and the check: it learns (chance is 0.10; one epoch at
+    accuracy = model.evaluate(xt, yt, batch_size=1000)[1]  # batch 512 is only 118 steps)
+    assert accuracy > 0.70, f"gpunn LeNet (jit_compile={jit_compile}) did not learn: test accuracy {accuracy:.3f}"
+    return time_fn(epoch, warmup=0, repeat=repeat), accuracy
 
 
 def cpu_main(x, y, args):

@@ -299,6 +299,12 @@ def host_rng():
 
 def random(shape, dtype=np.float32):
     """Uniform numbers in [0, 1) on the active backend."""
+    from gpunn.backend import graphs
+
+    if graphs.in_graph():
+        raise ValueError("random numbers drawn in a training step compiled with jit_compile=True: a CUDA graph would "
+                         "replay the same numbers at every step (Dropout, the augmentation layers...). Compile with "
+                         "jit_compile=False")
     if _cupy is not None:
         return _rng.random_sample(shape, dtype=dtype)
     return _rng.random(shape, dtype=dtype)

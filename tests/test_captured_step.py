@@ -1,0 +1,144 @@
+"""compile(jit_compile=True): the training step captured as a CUDA graph (gpunn/backend/graphs.py,
+gpunn/models/captured.py), on the stand-in, whose capture runs nothing and whose replays run what was
+recorded -- as a GPU does -- and which refuses what a GPU refuses during a capture."""
+
+import numpy as np
+import pytest
+
+import gpunn
+import gpunn.backend as backend
+from gpunn.backend import kernels
+from gpunn.layers import Dense, Dropout, Flatten
+from tests import test_cupy_standin
+
+cupy = test_cupy_standin.cupy  # the fixture: the stand-in as CuPy, in this process
+
+rng = np.random.default_rng(11)
+X = rng.random((300, 1, 28, 28), dtype=np.float32)
+Y = rng.integers(0, 10, 300)
+
+
+def capture(cupy, work):
+    stream = cupy.cuda.Stream(non_blocking=True)
+    with stream, cupy.cuda.using_allocator(cupy.cuda.MemoryPool().malloc):
+        stream.begin_capture()
+        try:
+            result = work()
+        finally:
+            graph = stream.end_capture()
+    return graph, result
+
+
+def test_a_capture_runs_nothing_and_each_replay_runs_it_all(cupy):
+    a = cupy.asarray(np.arange(6, dtype=np.float32))
+    w = cupy.ones(6, dtype=np.float32)
+
+    def work():
+        b = a * 2 + 1  # new arrays: from the graph's pool
+        w[...] += b
+        kernels.launch("optimizers", "sgd_update", 6, (w, b, np.int64(6), np.float32(0.5)))
+        return b, w.sum()
+
+    graph, (b, total) = capture(cupy, work)
+    np.testing.assert_array_equal(w.get(), 1)  # nothing ran
+    assert np.isnan(b.get()).all() and np.isnan(total.get())  # what the capture made holds garbage until a replay
+    with cupy._standin.counting() as counted:
+        graph.launch()
+    assert counted.launches == counted.replays == 1 and counted.allocations == 0
+    np.testing.assert_array_equal(w.get(), 1 + 0.5 * (2 * np.arange(6) + 1))
+    a[...] = 10  # a replay reads the buffers as they are then, with the scalars as they were captured
+    graph.launch()
+    np.testing.assert_array_equal(b.get(), 21)
+    assert float(total.get()) == pytest.approx(float(w.get().sum()))
+
+
+@pytest.mark.parametrize("what, message", [
+    (lambda cupy, a: float(a.sum()), "read back to the host"),
+    (lambda cupy, a: cupy.asarray(np.ones(3)), "copy from the host"),
+    (lambda cupy, a: a.reshape(2, 3) @ a.reshape(3, 2), "cuBLAS"),
+    (lambda cupy, a: backend.random((3,)), None),
+])
+def test_a_capture_refuses_what_a_gpu_refuses(cupy, what, message):
+    from cupy._core import CaptureError
+
+    a = cupy.asarray(np.arange(6, dtype=np.float32))
+    with pytest.raises(CaptureError, match=message or "random draw"):
+        capture(cupy, lambda: what(cupy, a))
+    stream = cupy.cuda.Stream(non_blocking=True)
+    with stream, pytest.raises(CaptureError, match="default memory pool"):  # no pool of its own
+        stream.begin_capture()
+        try:
+            a + 1
+        finally:
+            stream.end_capture()
+
+
+def lenet(jit, optimizer="adam"):
+    from gpunn.examples.lenet import lenet5
+
+    gpunn.utils.set_seed(0)
+    model = lenet5()
+    model.compile(optimizer, "sparse_categorical_crossentropy", metrics=["accuracy"], jit_compile=jit)
+    return model
+
+
+@pytest.mark.parametrize("optimizer", ["adam", gpunn.optimizers.SGD(0.05, momentum=0.9)], ids=["adam", "momentum"])
+def test_fit_with_the_captured_step_is_fit_without_it_bit_for_bit(cupy, optimizer):
+    runs = []
+    for jit in (False, True):
+        model = lenet(jit, optimizer if isinstance(optimizer, str) else gpunn.optimizers.get(optimizer.get_config()))
+        history = model.fit(X, Y, batch_size=64, epochs=2, verbose=0)  # 4 full batches and one of 44 an epoch
+        runs.append((history.history, model.get_weights(), model))
+    assert runs[1][2]._captured is not None
+    assert runs[0][0] == runs[1][0]
+    for a, b in zip(runs[0][1], runs[1][1]):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_captured_step_is_a_replay_an_update_and_the_copies_in(cupy):
+    model = lenet(True)
+    model.fit(X[:128], Y[:128], batch_size=64, epochs=1, verbose=0)
+    x, y = backend.to_device(X[:64]), backend.to_device(Y[:64])
+    step = model._captured
+    with cupy._standin.counting() as counted:
+        step([x], [y], None)
+    assert counted.replays == 1 and counted.gemms == 0 and counted.syncs == 0 and counted.uploads == 0, counted
+    assert counted.allocations == 0 and counted.launches == 2 + 1 + 1, counted  # x and y copied in; Adam's one launch
+
+
+def test_weights_set_between_fits_are_the_ones_trained(cupy):
+    runs = []
+    for jit in (False, True):
+        model = lenet(jit)
+        model.fit(X[:128], Y[:128], batch_size=64, epochs=1, verbose=0)
+        model.set_weights([w * 0.5 for w in model.get_weights()])
+        model.layers[0].trainable = False
+        model.compile(model.optimizer, "sparse_categorical_crossentropy", jit_compile=jit)
+        model.fit(X[:128], Y[:128], batch_size=64, epochs=1, verbose=0)
+        runs.append(model.get_weights())
+    for a, b in zip(*runs):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_random_draws_in_a_captured_step_are_refused_before_any_weight_changes(cupy):
+    gpunn.utils.set_seed(0)
+    model = gpunn.Sequential([Flatten(input_shape=(1, 28, 28)), Dense(16, activation="relu"), Dropout(0.5),
+                              Dense(10, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy", jit_compile=True)
+    before = model.get_weights()
+    with pytest.raises(ValueError, match="jit_compile=False"):
+        model.fit(X[:64], Y[:64], batch_size=64, epochs=1, verbose=0)
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_jit_compile_runs_eagerly_on_numpy_and_checks_its_value():
+    if backend.is_gpu():
+        pytest.skip("the NumPy backend's behaviour")
+    eager, jit = lenet(False), lenet(True)
+    for model in (eager, jit):
+        model.fit(X[:100], Y[:100], batch_size=32, epochs=1, verbose=0)
+    for a, b in zip(eager.get_weights(), jit.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="jit_compile must be True, False or 'auto'; received 'yes'"):
+        jit.compile("adam", "mse", jit_compile="yes")
