@@ -180,7 +180,7 @@ def test_kernels_read_and_write_only_their_arrays_under_address_sanitizer():
     run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", "-k", "host",
                           "tests/test_im2col.py", "tests/test_pooling_kernels.py", "tests/test_recurrent.py",
                           "tests/test_attention.py", "tests/test_optimizers.py", "tests/test_softmax_cross_entropy.py",
-                          "tests/test_softmax_kernels.py", "tests/test_epilogue.py",
+                          "tests/test_softmax_kernels.py", "tests/test_epilogue.py", "tests/test_gemm.py",
                           "tests/test_host_cuda.py::test_layers_launch_their_kernels_and_train_like_the_twins"],
                          cwd=root, env=env, capture_output=True, text=True)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-6000:]
