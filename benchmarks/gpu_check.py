@@ -43,21 +43,24 @@ from benchmarks import gpu_check_report as report
 from benchmarks.gpu_check_report import ROOT
 from benchmarks.gpu_check_runner import Step, count_tests, find_sanitizer, gpu_usable, requirements, run_group
 
-KERNEL_TESTS = tuple(f"tests/test_{name}.py" for name in ("im2col", "epilogue", "pooling_kernels", "softmax_kernels",
-                                                          "softmax_cross_entropy", "recurrent", "attention",
-                                                          "optimizers"))
+KERNEL_TESTS = tuple(f"tests/test_{name}.py" for name in ("im2col", "epilogue", "gemm", "pooling_kernels",
+                                                          "softmax_kernels", "softmax_cross_entropy", "recurrent",
+                                                          "attention", "optimizers"))
 # In these files only the GPU cases of the kernel_device fixture have 'cupy' in their ids. Racecheck and
-# synccheck look at shared memory and barriers, which only the attention kernels use: they take the
-# smallest and largest head size, with every sequence-length pair and every mask/causal combination.
-ATTENTION = (("tests/test_attention.py", "-k", "cupy and kernels_match_twin and (-16] or -128])"), 200,
-             "Covers the attention kernels, the only ones with shared memory and barriers: head sizes 16 and 128, "
-             "every sequence-length pair, with and without a key mask and causality.")
+# synccheck look at shared memory and barriers, which only the attention and matrix product kernels use:
+# attention with the smallest and largest head size, every sequence-length pair and every mask/causal
+# combination; sgemm on every shape and layout, and with its blocks looping over row tiles.
+SHARED_MEMORY = (("tests/test_attention.py", "tests/test_gemm.py", "-k",
+                  "cupy and ((kernels_match_twin and (-16] or -128])) or kernel_matches_twin or row_tiles)"), 200,
+                 "Covers the kernels with shared memory and barriers: attention (head sizes 16 and 128, every "
+                 "sequence-length pair, with and without a key mask and causality) and sgemm (every shape and "
+                 "layout of its tests, and its loop over row tiles).")
 SANITIZED = {"memcheck": ((*KERNEL_TESTS, "-k", "cupy"), 200,
-                          "Covers every kernel test's GPU case (im2col/col2im, the conv epilogue, pooling, softmax "
-                          "and its cross-entropy, the LSTM step, attention, the optimizer "
+                          "Covers every kernel test's GPU case (im2col/col2im, the conv epilogue, the matrix product, "
+                          "pooling, softmax and its cross-entropy, the LSTM step, attention, the optimizer "
                           "updates), with CuPy's memory pool off (benchmarks/no_memory_pool.py), so that memcheck "
                           "sees the bounds of each array."),
-             "racecheck": ATTENTION, "synccheck": ATTENTION}
+             "racecheck": SHARED_MEMORY, "synccheck": SHARED_MEMORY}
 BENCH_ARGS = {  # (a GPU run, --quick); a script not named here runs with its defaults
     "bench_attention.py": ([], ["--shapes", "2,2,64,16", "--repeat", "2"]),
     "bench_conv.py": ([], ["--batch", "4", "--channels", "8", "--size", "16", "--filters", "8", "--repeat", "2"]),

@@ -9,7 +9,8 @@ its kernels take the same ``(grid, block, args)`` call, with NumPy arrays for Cu
 On top of running the kernel, every launch checks what CuPy does not:
 
 - each argument matches its parameter: an array for a pointer, of the element type the
-  kernel reads (float32 for ``float*``, int8 for ``signed char*``...) and C-contiguous;
+  kernel reads (float32 for ``float*``, int8 for ``signed char*``...) and C-contiguous (except
+  the arguments in ``STRIDED``, which the kernel reads through strides it is given);
   a scalar of the kernel's exact width (``np.int64`` for ``long long``...), never a bare
   Python number, whose width CuPy would have to guess;
 - the launch fits CUDA's limits (1024 threads per block, 65535 blocks in y and z);
@@ -42,6 +43,10 @@ COMPILER = shutil.which("g++") or shutil.which("clang++")
 # arrays are then copied into buffers of their exact size, without guard bands.
 ASAN = os.environ.get("GPUNN_HOST_CUDA_ASAN") == "1"
 GUARD = 0 if ASAN else 1024  # elements of guard band on each side of every array
+# Kernels that read some arrays through element strides they are given (sgemm's A[i * a_row + k * a_col]):
+# these arguments may be views of any layout, as a GPU takes them (the pointer to their element [0, 0]).
+# The runner copies the memory such a view spans, so the guards sit past its lowest and highest element.
+STRIDED = {"sgemm": (0, 1)}
 _BUILD = Path(tempfile.mkdtemp(prefix="gpunn-host-cuda-"))
 atexit.register(shutil.rmtree, _BUILD, True)
 
@@ -103,30 +108,33 @@ class HostKernel:
         if len(args) != len(self.params):
             raise TypeError(f"{self.label} takes {len(self.params)} arguments, was given {len(args)}")
         guarded = {i: self._guarded(i, a, *p) for i, (a, p) in enumerate(zip(args, self.params)) if p[0] in "FI"}
-        keep = [ctypes.c_void_p(guarded[i][GUARD:].ctypes.data) if i in guarded else self._scalar(i, a, *p)
-                for i, (a, p) in enumerate(zip(args, self.params))]
+        keep = [ctypes.c_void_p(guarded[i][0][GUARD + guarded[i][1]:].ctypes.data) if i in guarded
+                else self._scalar(i, a, *p) for i, (a, p) in enumerate(zip(args, self.params))]
         argv = (ctypes.c_void_p * len(keep))(*[ctypes.addressof(k) for k in keep])
         self._launch((ctypes.c_uint * 3)(*grid), (ctypes.c_uint * 3)(*block), argv)
-        for i, buffer in guarded.items():
+        for i, (buffer, _) in guarded.items():
             a, is_const = args[i], self.params[i][2]
             band = _band(a.dtype).tobytes()
-            if buffer[:GUARD].tobytes() != band or buffer[GUARD + a.size:].tobytes() != band:
+            if buffer[:GUARD].tobytes() != band or buffer[len(buffer) - GUARD:].tobytes() != band:
                 raise IndexError(f"{self.label} wrote outside argument {i} (an array of shape {a.shape})")
             if not is_const:
                 a.reshape(-1)[...] = buffer[GUARD:GUARD + a.size]
 
     def _guarded(self, i, a, kind, size, is_const):
-        """A copy of ``a`` between two guard bands."""
+        """A copy of ``a`` (or of the memory a strided view spans) between two guard bands, and where in
+        that copy the element [0, ...] is."""
         if not isinstance(a, np.ndarray):
             raise TypeError(f"{self.label} argument {i}: expected an array, got {type(a).__name__}")
         if a.dtype.kind != ("f" if kind == "F" else "i") or a.dtype.itemsize != size:
             raise TypeError(f"{self.label} argument {i}: the kernel reads {size}-byte "
                             f"{'floats' if kind == 'F' else 'integers'}, the array is {a.dtype}")
-        if not a.flags.c_contiguous or (not is_const and not a.flags.writeable):
+        strided = is_const and i in STRIDED.get(self.label, ()) and not a.flags.c_contiguous
+        if (not a.flags.c_contiguous and not strided) or (not is_const and not a.flags.writeable):
             raise TypeError(f"{self.label} argument {i}: the array must be C-contiguous"
                             + ("" if is_const else " and writeable"))
         band = _band(a.dtype)
-        return np.concatenate((band, a.reshape(-1), band))
+        span, first = _span(a) if strided else (a.reshape(-1), 0)
+        return np.concatenate((band, span, band)), first
 
     def _scalar(self, i, a, kind, size, is_const):
         if not isinstance(a, np.generic):
@@ -144,6 +152,16 @@ def _band(dtype):
     if dtype.kind == "f":
         return np.full(GUARD, np.nan, dtype=dtype)
     return np.full(GUARD * dtype.itemsize, 0x5A, dtype=np.uint8).view(dtype)
+
+
+def _span(a):
+    """The elements from the lowest address a view reaches to the highest, and the index of its element [0, ...]."""
+    if a.size == 0 or any(s % a.itemsize for s in a.strides):
+        raise TypeError(f"a strided argument must be a non-empty view with whole-element strides, got {a.strides}")
+    low = sum((n - 1) * s for n, s in zip(a.shape, a.strides) if s < 0)
+    high = sum((n - 1) * s for n, s in zip(a.shape, a.strides) if s > 0)
+    memory = (ctypes.c_char * (high - low + a.itemsize)).from_address(a.ctypes.data + low)
+    return np.frombuffer(memory, dtype=a.dtype).copy(), -low // a.itemsize
 
 
 def _dims(d):

@@ -44,6 +44,20 @@ def test_launches_that_cupy_would_pass_wrongly_are_refused():
     np.testing.assert_array_equal(w, 0.5)  # and a right launch runs
 
 
+def test_strided_views_only_for_the_arguments_a_kernel_reads_through_strides():
+    """sgemm reads A and B through the strides it is given: views of any layout are taken, and the guards sit
+    past the memory each view spans. Its output C, like every other kernel's arrays, must be C-contiguous."""
+    sgemm = host_cuda.HostModule(kernels.source("gemm")).get_function("sgemm")
+    x = np.arange(24, dtype=np.float32).reshape(4, 6)
+    a, b = x[::-1, 1::2], x[1:3, ::-2].T  # (4, 3) and (3, 2), neither contiguous
+    c = np.full((4, 2), np.nan, np.float32)
+    sizes = [np.int64(v) for v in (4, 2, 3, *(s // 4 for s in a.strides + b.strides))]
+    sgemm((1, 1), (256,), (a, b, c, *sizes, np.float32(0)))
+    np.testing.assert_array_equal(c, a @ b)
+    with pytest.raises(TypeError, match="argument 2: the array must be C-contiguous"):
+        sgemm((1, 1), (256,), (a, b, np.zeros((2, 4), np.float32).T, *sizes, np.float32(0)))
+
+
 OUT_OF_BOUNDS = r"""
 extern "C" __global__ void shift(const float* x, float* y, long long n, int offset) {
     long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;
@@ -166,7 +180,7 @@ def test_kernels_read_and_write_only_their_arrays_under_address_sanitizer():
     run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", "-k", "host",
                           "tests/test_im2col.py", "tests/test_pooling_kernels.py", "tests/test_recurrent.py",
                           "tests/test_attention.py", "tests/test_optimizers.py", "tests/test_softmax_cross_entropy.py",
-                          "tests/test_softmax_kernels.py", "tests/test_epilogue.py",
+                          "tests/test_softmax_kernels.py", "tests/test_epilogue.py", "tests/test_gemm.py",
                           "tests/test_host_cuda.py::test_layers_launch_their_kernels_and_train_like_the_twins"],
                          cwd=root, env=env, capture_output=True, text=True)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-6000:]
