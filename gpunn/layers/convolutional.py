@@ -9,6 +9,7 @@ from gpunn.backend import kernels
 from gpunn.layers.base import config_of
 from gpunn.layers.image import ImageLayer
 from gpunn.ops.epilogue import activation_code, bias_act_backward, bias_act_forward
+from gpunn.ops.gemm import product
 from gpunn.ops.im2col import (Geometry, col2im, conv_output_size, gradient_as_convolution_pays, im2col,
                               input_gradient_as_convolution, resolve_padding)
 
@@ -124,7 +125,7 @@ class Conv2D(ImageLayer):
     def forward_channels_first(self, x, training=False):
         self.g = g = self.geometry(x.shape)
         self.col = im2col(x, g)
-        zf = self.kernel.reshape(self.filters, -1) @ self.col  # (F, N*OH*OW)
+        zf = product(self.kernel.reshape(self.filters, -1), self.col)  # (F, N*OH*OW)
         self.epilogue = activation_code(self.activation) if kernels.on_gpu(zf) else None
         if self.epilogue is not None:  # on a GPU: bias, activation and layout in one kernel (ops/epilogue.py)
             self.a = bias_act_forward(zf, self.bias if self.use_bias else None, g.N, self.epilogue)
@@ -144,14 +145,14 @@ class Conv2D(ImageLayer):
         if self.use_bias:
             self.grads["bias"] = dz.sum(axis=1, out=self.grad_out("bias"))
         target = self.grad_out("kernel")  # the trainer's buffer for dW, or None
-        dw = xp.matmul(dz, self.col.T, out=None if target is None else target.reshape(self.filters, -1))
+        dw = product(dz, self.col.T, out=None if target is None else target.reshape(self.filters, -1))
         self.grads["kernel"] = dw.reshape(self.kernel.shape)
         if not self.needs_input_grad:
             return None
         if xp is np and gradient_as_convolution_pays(g, self.filters):
             kernel = self.kernel.reshape(self.filters, g.C, g.KH, g.KW)  # Conv1D's (F, C, K) is (F, C, 1, K)
             return input_gradient_as_convolution(dz, kernel, g)  # on the CPU: one more GEMM, no col2im
-        dcol = self.kernel.reshape(self.filters, -1).T @ dz
+        dcol = product(self.kernel.reshape(self.filters, -1).T, dz)
         return col2im(dcol, g)
 
     def get_config(self):

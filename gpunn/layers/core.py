@@ -14,6 +14,7 @@ from gpunn import activations
 from gpunn.backend import kernels
 from gpunn.layers.base import Layer, config_of
 from gpunn.ops.epilogue import activation_code, bias_act_backward, bias_act_forward
+from gpunn.ops.gemm import product
 
 
 class Dense(Layer):
@@ -82,28 +83,27 @@ class Dense(Layer):
         self.x = x
         self.epilogue = activation_code(self.activation) if kernels.on_gpu(x) else None
         if self.epilogue is not None:  # on a GPU: Z^T = W^T . X^T, then b and g in one kernel (ops/epilogue.py)
-            zf = self.kernel.T @ x.reshape(-1, x.shape[-1]).T  # (units, m)
+            zf = product(self.kernel.T, x.reshape(-1, x.shape[-1]).T)  # (units, m)
             self.a = bias_act_forward(zf, self.bias if self.use_bias else None, zf.shape[1], self.epilogue)
             return self.a.reshape(x.shape[:-1] + (self.units,))
-        z = x @ self.kernel
+        z = product(x.reshape(-1, x.shape[-1]), self.kernel).reshape(x.shape[:-1] + (self.units,))
         if self.use_bias:
             z += self.bias
         return self.activation.forward(z)
 
     def backward(self, dy):
         x2d = self.x.reshape(-1, self.x.shape[-1])
-        xp = backend.get_array_module(x2d)
         if self.epilogue is not None:
             dzf = bias_act_backward(dy.reshape(self.a.shape), self.a, self.epilogue)  # dZ^T (units, m), g' off A
-            self.grads["kernel"] = xp.matmul(x2d.T, dzf.T, out=self.grad_out("kernel"))
+            self.grads["kernel"] = product(x2d.T, dzf.T, out=self.grad_out("kernel"))
             if self.use_bias:
                 self.grads["bias"] = dzf.sum(axis=1, out=self.grad_out("bias"))
-            return (dzf.T @ self.kernel.T).reshape(self.x.shape)
+            return product(dzf.T, self.kernel.T).reshape(self.x.shape)
         dz2d = self.activation.backward(dy).reshape(-1, self.units)
-        self.grads["kernel"] = xp.matmul(x2d.T, dz2d, out=self.grad_out("kernel"))  # out=None: a new array
+        self.grads["kernel"] = product(x2d.T, dz2d, out=self.grad_out("kernel"))  # out=None: a new array
         if self.use_bias:
             self.grads["bias"] = dz2d.sum(axis=0, out=self.grad_out("bias"))
-        return (dz2d @ self.kernel.T).reshape(self.x.shape)
+        return product(dz2d, self.kernel.T).reshape(self.x.shape)
 
     def get_config(self):
         return {**super().get_config(), "units": self.units, "activation": self.activation.get_config(),

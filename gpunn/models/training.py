@@ -20,8 +20,6 @@ form the caller gave (an array, a list, a dict by name).
 
 import warnings
 
-import numpy as np
-
 import gpunn.backend as backend
 from gpunn import data_adapters
 from gpunn import optimizers as optimizers_module

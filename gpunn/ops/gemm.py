@@ -15,13 +15,14 @@ The kernel reads A and B through strides counted in elements -- A[i, k] is at ``
 
 :func:`sgemm_gpu` launches the kernel and :func:`sgemm_cpu` is its NumPy twin, with the same signature;
 :func:`matmul` checks shapes, allocates the output, and takes the kernel for float32 GPU arrays (with a
-C-contiguous output), the twin otherwise (NumPy, float64 gradchecks).
+C-contiguous output), the twin otherwise (NumPy, float64 gradchecks). Layers call :func:`product`,
+which is cuBLAS (``xp.matmul``) in an eager step and this kernel while a step is prepared for a graph.
 """
 
 import numpy as np
 
 import gpunn.backend as backend
-from gpunn.backend import kernels
+from gpunn.backend import graphs, kernels
 
 TILE = 64  # rows and columns of C per block (TILE in gemm.cu)
 THREADS = 256  # threads per block (THREADS in gemm.cu)
@@ -77,3 +78,11 @@ def matmul(a, b, out=None, accumulate=False):
     run = sgemm_gpu if _takes(a, b, out) else sgemm_cpu
     run(a, b, out, 1.0 if accumulate else 0.0)
     return out
+
+
+def product(a, b, out=None):
+    """a (M, K) . b (K, N) for the layers (into ``out`` when given): cuBLAS in an eager step, gpunn's kernel
+    while a step is prepared for a CUDA graph (:func:`gpunn.backend.graphs.in_graph`), where CuPy refuses cuBLAS."""
+    if graphs.in_graph() and kernels.on_gpu(a, b):
+        return matmul(a, b, out)
+    return backend.get_array_module(a).matmul(a, b, out=out)
