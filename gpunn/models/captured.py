@@ -1,13 +1,12 @@
 """``compile(jit_compile=True)``: fit's training step captured as a CUDA graph and replayed.
 
-Each full batch then costs the host four things instead of some fifty kernel launches::
+Each full batch then costs the host three things instead of some fifty kernel launches::
 
     copy the batch into the step's own buffers          one copy per array
-    replay the graph: forward, loss, backward and       one launch (dW lands in the buffer of all gradients)
-        the batch's sums for the logs
+    replay the graph: forward, loss, backward, and      one launch (dW lands in the buffer of all gradients)
+        the batch's sums added to the epoch's logs
     optimizer.apply(W, dW)                              one launch for all the weights, outside the graph:
                                                         its learning rate and step count change every step
-    add the batch's sums to the epoch's                 one launch
 
 The graph is captured at the first batch (whose step the warm-up runs for real: see
 :class:`gpunn.backend.graphs.Graph` for the rules a captured step keeps). A batch of another
@@ -24,23 +23,35 @@ from gpunn.backend import graphs
 from gpunn.models.totals import batch_sums
 
 
-def fit_step(model, x, y, sample_weight):
-    """fit's step: (loss, the batch's sums for the logs); by replaying the model's graph where it can."""
+def fit_step(model, totals, x, y, sample_weight):
+    """fit's step: trains on the batch, adds it to ``totals`` (the epoch's logs) and returns its loss -- by
+    replaying the model's graph where it can."""
     step = model._captured
     if not model.jit_compile or not backend.is_gpu() or step is False:  # eager; or the capture failed once
-        return eager_step(model, x, y, sample_weight)
+        return eager_step(model, totals, x, y, sample_weight)
     if step is None or not step.still_valid(model):
         step = CapturedStep(model, x, y, sample_weight)
         model._captured = False if step.failed else step
-        return step.first
+        loss, sums = step.first
+        totals.add_sums(sums, len(x[0]))
+        return loss
     if not step.fits(x, y, sample_weight):
-        return eager_step(model, x, y, sample_weight)
-    return step(x, y, sample_weight)
+        return eager_step(model, totals, x, y, sample_weight)
+    loss = step(x, y, sample_weight)
+    totals.add_running(step.total, len(x[0]))
+    return loss
 
 
-def eager_step(model, x, y, sample_weight):
+def eager_step(model, totals, x, y, sample_weight):
     loss, y_pred = model.train_step(x, y, sample_weight)
-    return loss, batch_sums(model, loss, y_pred, y)
+    totals.add_sums(batch_sums(model, loss, y_pred, y), len(x[0]))
+    return loss
+
+
+def begin_epoch(model):
+    """Start the captured step's running total of the logs again (fit calls it before each epoch)."""
+    if isinstance(model._captured, CapturedStep):
+        model._captured.total.fill(0)
 
 
 class CapturedStep:
@@ -53,16 +64,19 @@ class CapturedStep:
         self.w = _buffer(sample_weight)
         self._copy_in(x, y, sample_weight)
         self.graph = graphs.Graph(self._forward_backward)
+        self.capturing = False
         for _ in range(2):
             self.first = self.graph.warm_up()  # the first batch's step, for real
         model._apply(self.update)  # (capturing runs nothing)
-        self.failed = False
+        self.total = backend.xp.zeros_like(self.first[1])  # the logs' sums of the batches replayed this epoch
+        self.failed, self.capturing = False, True
         try:
             self.graph.capture()
         except Exception as error:  # an operation a graph cannot hold (the batch is trained: go on eagerly)
             warnings.warn(f"jit_compile=True: the training step of model '{model.name}' could not be captured as a "
                           f"CUDA graph ({type(error).__name__}: {error}); it runs eagerly", stacklevel=4)
             self.failed = True
+        self.capturing = False
         self.weights = [getattr(owner, n) for owner, n in model.weight_refs()]  # what the graph reads and writes
 
     def __deepcopy__(self, memo):
@@ -70,7 +84,10 @@ class CapturedStep:
 
     def _forward_backward(self):
         loss, y_pred, self.update = self.model._forward_backward(self.x, self.y, self.w)  # update: fixed buffers
-        return loss, batch_sums(self.model, loss, y_pred, self.y)
+        sums = batch_sums(self.model, loss, y_pred, self.y)
+        if self.capturing:  # each replay adds its batch to the epoch's logs itself
+            self.total += sums
+        return loss, sums
 
     def still_valid(self, model):
         """Whether the graph still reads the model's weights: none was given a new array, nor frozen."""
@@ -86,7 +103,7 @@ class CapturedStep:
         self._copy_in(x, y, sample_weight)
         self.graph.replay()
         self.model._apply(self.update)
-        return self.graph.outputs
+        return self.graph.outputs[0]
 
     def _copy_in(self, x, y, sample_weight):
         for buffer, a in zip(self.x + self.y + [self.w], list(x) + list(y) + [sample_weight]):

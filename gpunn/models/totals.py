@@ -27,7 +27,7 @@ class Totals:
     """Running sums of the losses and metric counts over an epoch, kept on the device."""
 
     def __init__(self, model):
-        self.model, self.n, self.sums = model, 0, None
+        self.model, self.n, self.sums, self.running = model, 0, None, None
 
     def add(self, loss, y_pred, y_true):
         self.add_sums(batch_sums(self.model, loss, y_pred, y_true), len(self.model._flatten_data(y_pred, "outputs")[0]))
@@ -40,11 +40,17 @@ class Totals:
         else:
             self.sums += sums
 
+    def add_running(self, running, m):
+        """Add a batch of ``m`` samples whose sums a captured step added to ``running`` itself (in its graph)."""
+        self.n += m
+        self.running = running
+
     def result(self, parallel=None):
         """{'loss': ..., 'accuracy': ...} as Python floats (one device-to-host copy); with the hooks of
         data-parallel training, ``parallel``, over the samples of every rank together."""
         names = heads_module.log_names(self.model, self.model.heads)
-        sums = np.zeros(len(names)) if self.sums is None else backend.to_numpy(self.sums)
+        parts = [v for v in (self.sums, self.running) if v is not None]
+        sums = backend.to_numpy(sum(parts[1:], parts[0])) if parts else np.zeros(len(names))
         n = self.n
         if parallel is not None:
             sums, n = parallel.sum_totals(sums, n)

@@ -195,10 +195,10 @@ class Trainer:
             for cb in callbacks:
                 cb.on_epoch_begin(epoch)
             totals = Totals(self)
+            captured.begin_epoch(self)
             progress = Progress(verbose, train.size, f"Epoch {epoch + 1}/{epochs}", train.unit)
             for batch, (xb, yb, wb) in enumerate(train.batches()):
-                loss, sums = captured.fit_step(self, xb, yb, wb)
-                totals.add_sums(sums, len(xb[0]))
+                loss = captured.fit_step(self, totals, xb, yb, wb)
                 for cb in callbacks:
                     cb.on_batch_end(batch, {"batch": batch, "size": len(xb[0]), "loss": loss})
                 progress.update(len(xb[0]) if train.unit == "sample" else 1, totals)
