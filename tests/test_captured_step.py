@@ -16,6 +16,9 @@ cupy = test_cupy_standin.cupy  # the fixture: the stand-in as CuPy, in this proc
 rng = np.random.default_rng(11)
 X = rng.random((300, 1, 28, 28), dtype=np.float32)
 Y = rng.integers(0, 10, 300)
+IDS = rng.integers(1, 20, (48, 7)).astype(np.float32)
+IDS[::3, 5:] = 0  # padding: the masks go through the captured step too
+LABELS = rng.integers(0, 3, 48)
 
 
 def capture(cupy, work):
@@ -167,3 +170,47 @@ def test_jit_compile_runs_eagerly_on_numpy_and_checks_its_value():
         np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match="jit_compile must be True, False or 'auto'; received 'yes'"):
         jit.compile("adam", "mse", jit_compile="yes")
+
+
+def fit_sequences(make, jit, monkeypatch, same_product=True):
+    """(history, weights, model) of a small sequence model fitted on padded ids, eagerly or with jit_compile."""
+    with monkeypatch.context() as patch:
+        if same_product and not jit:
+            patch.setattr(graphs, "in_graph", lambda: True)
+        gpunn.utils.set_seed(0)
+        model = make()
+        model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"], jit_compile=jit)
+        history = model.fit(IDS, LABELS, batch_size=16, epochs=2, verbose=0)
+    return history.history, model.get_weights(), model
+
+
+@pytest.mark.parametrize("cell", ["LSTM", "GRU", "SimpleRNN"])
+def test_a_recurrent_step_is_captured_time_loop_and_all(cupy, cell, monkeypatch):
+    from gpunn import layers
+
+    def make():
+        return gpunn.Sequential([layers.Embedding(20, 8, mask_zero=True, input_shape=(7,)), getattr(layers, cell)(6),
+                                 Dense(3, activation="softmax")])
+
+    (eager, eager_w, _), (jit, jit_w, model) = (fit_sequences(make, jit, monkeypatch) for jit in (False, True))
+    assert model._captured and eager == jit
+    for a, b in zip(eager_w, jit_w):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_step_that_cannot_be_captured_says_so_once_and_trains_eagerly(cupy, monkeypatch):
+    from gpunn.layers import Embedding, GlobalAveragePooling1D, MultiHeadAttention
+
+    def make():  # attention's products still go to cuBLAS, which a capture refuses
+        ids = gpunn.Input((7,))
+        h = Embedding(20, 8)(ids)
+        return gpunn.Model(ids, Dense(3, activation="softmax")(GlobalAveragePooling1D()(MultiHeadAttention(2, 4)(h, h))))
+
+    eager, eager_w, _ = fit_sequences(make, False, monkeypatch, same_product=False)
+    with pytest.warns(UserWarning, match="could not be captured as a CUDA graph .*cuBLAS.*; it runs eagerly") as caught:
+        jit, jit_w, model = fit_sequences(make, True, monkeypatch)
+    assert len(caught) == 1 and model._captured is False
+    for name in eager:
+        np.testing.assert_allclose(jit[name], eager[name], rtol=1e-4)
+    for a, b in zip(eager_w, jit_w):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)

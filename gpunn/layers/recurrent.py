@@ -33,6 +33,7 @@ import numpy as np
 import gpunn.backend as backend
 from gpunn import activations
 from gpunn.layers.base import Layer, check_rank, config_of
+from gpunn.ops.gemm import product
 from gpunn.ops.lstm import lstm_step_backward, lstm_step_forward
 
 
@@ -119,7 +120,8 @@ class RNN(Layer):
         self.xs = xp.ascontiguousarray(xs)
         self.step_mask = None if mask is None else self._step_mask(mask, x, xp)
         self.initial = self._initial_states(initial_state, xp, len(x), x.dtype)
-        zx = self.xs @ self.kernel + self.input_bias()  # (T, B, G*H): every step's input part at once
+        steps, batch, features = self.xs.shape  # every step's input part at once: (T, B, G*H)
+        zx = product(self.xs.reshape(-1, features), self.kernel).reshape(steps, batch, -1) + self.input_bias()
         hs = self.run(zx, self.initial)  # (T, B, H)
         self.h_prev = xp.concatenate([self.initial[0][None], hs[:-1]])  # h_{t-1} for every t
         output = hs.transpose(1, 0, 2) if self.return_sequences else hs[-1]
@@ -175,10 +177,10 @@ class RNN(Layer):
             dhs[-1] = dy
         dzx, dzh, self.initial_state_grads = self.run_backward(dhs, dstates)  # and dL/d(initial state)
         flat = self.xs.reshape(-1, self.xs.shape[-1])
-        self.grads["kernel"] = flat.T @ dzx.reshape(-1, dzx.shape[-1])
+        self.grads["kernel"] = product(flat.T, dzx.reshape(-1, dzx.shape[-1]))
         self.grads["recurrent_kernel"] = self.recurrent_gradient(dzh)
         self.grads["bias"] = self.bias_gradient(dzx, dzh)
-        dxs = dzx @ self.kernel.T
+        dxs = product(dzx.reshape(-1, dzx.shape[-1]), self.kernel.T).reshape(self.xs.shape)
         if self.go_backwards:
             dxs = dxs[::-1]
         return dxs.transpose(1, 0, 2)
@@ -188,7 +190,7 @@ class RNN(Layer):
         return self.bias
 
     def recurrent_gradient(self, dzh):
-        return self.h_prev.reshape(-1, self.units).T @ dzh.reshape(-1, dzh.shape[-1])
+        return product(self.h_prev.reshape(-1, self.units).T, dzh.reshape(-1, dzh.shape[-1]))
 
     def bias_gradient(self, dzx, dzh):
         return dzx.sum(axis=(0, 1))
@@ -223,7 +225,7 @@ class SimpleRNN(RNN):
         self.hs = xp.empty_like(zx)
         h = initial[0]
         for t in range(len(zx)):
-            self.zs[t] = zx[t] + h @ self.recurrent_kernel
+            self.zs[t] = zx[t] + product(h, self.recurrent_kernel)
             h = self.hs[t] = self.carry(t, self.activation.forward(self.zs[t]), h)
         return self.hs
 
@@ -235,7 +237,7 @@ class SimpleRNN(RNN):
             self.activation.forward(self.zs[t])  # re-caches step t for g'(z_t)
             dh, passed = self.split(t, dhs[t] + dh_next)
             dz[t] = self.activation.derivative(dh)
-            dh_next = plus(dz[t] @ self.recurrent_kernel.T, passed)
+            dh_next = plus(product(dz[t], self.recurrent_kernel.T), passed)
         return dz, dz, [dh_next]
 
     def get_config(self):
@@ -272,7 +274,7 @@ class LSTM(RNN):
         self.hs = xp.empty_like(self.cs)
         h, c = (xp.ascontiguousarray(state) for state in initial)
         for t in range(steps):
-            lstm_step_forward(zx[t], h @ self.recurrent_kernel, c, self.gate_values[t], self.cs[t], self.hs[t])
+            lstm_step_forward(zx[t], product(h, self.recurrent_kernel), c, self.gate_values[t], self.cs[t], self.hs[t])
             if self.step_mask is not None:
                 self.hs[t], self.cs[t] = self.carry(t, self.hs[t], h), self.carry(t, self.cs[t], c)
             h, c = self.hs[t], self.cs[t]
@@ -295,7 +297,7 @@ class LSTM(RNN):
             else:
                 (dh, dh_passed), (dc, dc_passed) = self.split(t, dhs[t] + dh_rec), self.split(t, dc_next)
                 lstm_step_backward(dh, no_grad, dc, self.gate_values[t], c_prev, self.cs[t], dz[t], dc_prev)
-            dh_rec, dc_next = plus(dz[t] @ self.recurrent_kernel.T, dh_passed), plus(dc_prev, dc_passed)
+            dh_rec, dc_next = plus(product(dz[t], self.recurrent_kernel.T), dh_passed), plus(dc_prev, dc_passed)
         return dz, dz, [dh_rec, dc_next]  # after the loop, dc_next is dL/dc_0
 
     def final_states(self):
@@ -339,7 +341,7 @@ class GRU(RNN):
         self.hs = xp.empty_like(self.hh)
         h = initial[0]
         for t in range(len(zx)):
-            zh = h @ (u if self.reset_after else u[:, :2 * n])
+            zh = product(h, u if self.reset_after else u[:, :2 * n])
             if self.reset_after:
                 zh = zh + self.bias[1]
             self.zr[t] = sigmoid(xp, zx[t, :, :2 * n] + zh[:, :2 * n])
@@ -349,7 +351,7 @@ class GRU(RNN):
                 self.hh[t] = xp.tanh(zx[t, :, 2 * n:] + r * self.rec_h[t])
             else:
                 self.rec_h[t] = r * h
-                self.hh[t] = xp.tanh(zx[t, :, 2 * n:] + self.rec_h[t] @ u[:, 2 * n:])
+                self.hh[t] = xp.tanh(zx[t, :, 2 * n:] + product(self.rec_h[t], u[:, 2 * n:]))
             z = self.zr[t, :, :n]
             h = self.hs[t] = self.carry(t, z * h + (1 - z) * self.hh[t], h)
         return self.hs
@@ -370,13 +372,13 @@ class GRU(RNN):
                 d_r = d_hh * self.rec_h[t] * r * (1 - r)
                 dzh[t, :, 2 * n:] = d_hh * r
             else:
-                d_rh = d_hh @ u[:, 2 * n:].T  # dL/d(r * h_prev)
+                d_rh = product(d_hh, u[:, 2 * n:].T)  # dL/d(r * h_prev)
                 d_r = d_rh * h_prev * r * (1 - r)
                 dzh[t, :, 2 * n:] = d_hh
             dzx[t, :, :n], dzx[t, :, n:2 * n], dzx[t, :, 2 * n:] = d_z, d_r, d_hh
             dzh[t, :, :2 * n] = dzx[t, :, :2 * n]
-            dh_next = plus(dh * z + dzh[t] @ u.T if self.reset_after else (
-                dh * z + d_rh * r + dzh[t, :, :2 * n] @ u[:, :2 * n].T), passed)
+            dh_next = plus(dh * z + product(dzh[t], u.T) if self.reset_after else (
+                dh * z + d_rh * r + product(dzh[t, :, :2 * n], u[:, :2 * n].T)), passed)
         return dzx, dzh, [dh_next]
 
     def recurrent_gradient(self, dzh):
@@ -384,8 +386,8 @@ class GRU(RNN):
             return super().recurrent_gradient(dzh)
         n = self.units
         flat = dzh.reshape(-1, 3 * n)
-        gates_zr = self.h_prev.reshape(-1, n).T @ flat[:, :2 * n]
-        gate_h = self.rec_h.reshape(-1, n).T @ flat[:, 2 * n:]  # (r * h_prev)^T dpre_h
+        gates_zr = product(self.h_prev.reshape(-1, n).T, flat[:, :2 * n])
+        gate_h = product(self.rec_h.reshape(-1, n).T, flat[:, 2 * n:])  # (r * h_prev)^T dpre_h
         return backend.get_array_module(dzh).concatenate([gates_zr, gate_h], axis=1)
 
     def bias_gradient(self, dzx, dzh):
