@@ -214,3 +214,15 @@ def test_a_step_that_cannot_be_captured_says_so_once_and_trains_eagerly(cupy, mo
         np.testing.assert_allclose(jit[name], eager[name], rtol=1e-4)
     for a, b in zip(eager_w, jit_w):
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
+
+
+@pytest.mark.gpu
+def test_on_the_gpu_jit_compile_trains_as_the_eager_step(monkeypatch):
+    """The same as above on real CuPy when there is a GPU (CUDA graph capture, the graph's own memory pool, replays
+    on the current stream), on the stand-in otherwise; the product is gpunn's on both sides."""
+    backend.set_backend("cupy")
+    (eager, eager_w, _), (jit, jit_w, model) = fit_both(96, same_product=True, monkeypatch=monkeypatch)
+    for name in eager:
+        np.testing.assert_allclose(jit[name], eager[name], rtol=1e-6)
+    for a, b in zip(eager_w, jit_w):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
