@@ -147,12 +147,20 @@ class ArrayBatches:
         self.xs, self.ys, self.w = _on_device(xs), _on_device(ys), None if w is None else backend.to_device(w)
 
     def batches(self):
-        order = backend.permutation(self.n) if self.shuffle else None
+        order = self.epoch_order()
         for s in self.slices:
-            rows = s if order is None else order[s]
-            yield ([a[rows] for a in self.xs], None if self.ys is None else [None if a is None else a[rows] for a in
-                                                                              self.ys],
-                   None if self.w is None else self.w[rows])
+            yield self.batch(order, s)
+
+    def epoch_order(self):
+        """The order of the samples this epoch: a permutation on the device, or None (as they are)."""
+        return backend.permutation(self.n) if self.shuffle else None
+
+    def batch(self, order, s):
+        """(xs, ys, w) of the samples at positions ``s`` (a slice) of ``order``."""
+        rows = s if order is None else order[s]
+        return ([a[rows] for a in self.xs], None if self.ys is None else [None if a is None else a[rows] for a in
+                                                                           self.ys],
+                None if self.w is None else self.w[rows])
 
     def on_epoch_end(self):
         pass

@@ -118,15 +118,23 @@ def test_fit_with_jit_compile_trains_as_fit_without_it(cupy, monkeypatch):
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
 
 
-def test_a_captured_step_is_a_replay_an_update_and_the_copies_in(cupy):
+def test_a_full_batch_is_one_replay_and_the_optimizer_s_launch(cupy):
+    """Arrays on the device: the graph gathers each batch itself, at its position in the epoch's order (read from
+    device memory); the host launches the graph and Adam's update, nothing else -- no copy, no allocation."""
     model = lenet(True)
-    model.fit(X[:32], Y[:32], batch_size=32, epochs=1, verbose=0)
-    x, y = backend.to_device(X[:32]), backend.to_device(Y[:32])
-    step = model._captured
+    model.fit(X[:64], Y[:64], batch_size=32, epochs=1, verbose=0)  # captured at the first batch, replayed at the second
+    from gpunn.models.totals import Totals
+
+    step, totals = model._captured, Totals(model)
+    assert step.source is not None
+    step.start_order(None, 0)  # the epoch is over: from the first batch again
     with cupy._standin.counting() as counted:
-        step([x], [y], None)
+        step.replay(totals)
     assert counted.replays == 1 and counted.gemms == 0 and counted.syncs == 0 and counted.uploads == 0, counted
-    assert counted.allocations == 0 and counted.launches == 2 + 1 + 1, counted  # x and y copied in; Adam's one launch
+    assert counted.allocations == 0 and counted.launches == 1 + 1, counted
+    with cupy._standin.counting() as epoch:
+        model.fit(X[:160], Y[:160], batch_size=32, epochs=1, verbose=0)  # new data: captured again, then 4 replays
+    assert epoch.replays == 4, epoch
 
 
 def test_weights_set_between_fits_are_the_ones_trained(cupy, monkeypatch):
@@ -226,3 +234,29 @@ def test_on_the_gpu_jit_compile_trains_as_the_eager_step(monkeypatch):
         np.testing.assert_allclose(jit[name], eager[name], rtol=1e-6)
     for a, b in zip(eager_w, jit_w):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+class Batches(gpunn.utils.PyDataset):
+    """Three batches of 32, as a generator-style dataset: the captured step copies each one in."""
+
+    def __len__(self):
+        return 3
+
+    def __getitem__(self, i):
+        return X[32 * i:32 * i + 32], Y[32 * i:32 * i + 32]
+
+
+def test_batches_from_a_dataset_are_copied_in_and_replayed(cupy, monkeypatch):
+    runs = []
+    for jit in (False, True):
+        with monkeypatch.context() as patch:
+            if not jit:
+                patch.setattr(graphs, "in_graph", lambda: True)
+            model = lenet(jit)
+            with cupy._standin.counting() as counted:
+                history = model.fit(Batches(), epochs=2, verbose=0)
+        runs.append((history.history, model.get_weights()))
+    assert model._captured.source is None and counted.replays == 2 * 3 - 1  # the first batch ran in the warm-up
+    assert runs[0][0] == runs[1][0]
+    for a, b in zip(runs[0][1], runs[1][1]):
+        np.testing.assert_array_equal(a, b)

@@ -1,44 +1,74 @@
 """``compile(jit_compile=True)``: fit's training step captured as a CUDA graph and replayed.
 
-Each full batch then costs the host three things instead of some fifty kernel launches::
+With the data in arrays (moved to the device once, as ``fit`` does), each full batch then costs the
+host two launches instead of some fifty::
 
-    copy the batch into the step's own buffers          one copy per array
-    replay the graph: forward, loss, backward, and      one launch (dW lands in the buffer of all gradients)
+    replay the graph:                                   one launch
+        the batch's rows gathered from the arrays       (its position in the epoch's order is read
+                                                         from device memory, and moved on)
+        forward, loss, backward                         (dW lands in the buffer of all gradients)
         the batch's sums added to the epoch's logs
     optimizer.apply(W, dW)                              one launch for all the weights, outside the graph:
                                                         its learning rate and step count change every step
 
-The graph is captured at the first batch (whose step the warm-up runs for real: see
-:class:`gpunn.backend.graphs.Graph` for the rules a captured step keeps). A batch of another
-shape -- the last, smaller one -- runs eagerly, as without jit_compile; a model whose weights
-were given new arrays since (``set_weights``, loading, freezing a layer) is captured again. A
-step that cannot be captured (an operation a graph cannot hold) is said once, in a warning, and
-runs eagerly from then on. On the NumPy backend there is nothing to capture: the step runs eagerly.
+Batches from a generator or a PyDataset are copied into the step's own buffers first (one copy
+per array). The graph is captured at the first batch (whose step the warm-up runs for real: see
+:class:`gpunn.backend.graphs.Graph` for the rules a captured step keeps). A batch of another shape
+-- the last, smaller one -- runs eagerly, as without jit_compile; a model whose weights were given
+new arrays since (``set_weights``, loading, freezing a layer) is captured again, and so is a new
+``fit``'s data. A step that cannot be captured (an operation a graph cannot hold) is said once, in
+a warning, and runs eagerly from then on. On the NumPy backend nothing is captured.
 """
 
 import warnings
 
+import numpy as np
+
 import gpunn.backend as backend
 from gpunn.backend import graphs
+from gpunn.data_adapters import ArrayBatches
 from gpunn.models.totals import batch_sums
 
 
-def fit_step(model, totals, x, y, sample_weight):
-    """fit's step: trains on the batch, adds it to ``totals`` (the epoch's logs) and returns its loss -- by
-    replaying the model's graph where it can."""
+def train_epoch(model, train, totals):
+    """fit's epoch over ``train`` (a data adapter): each batch trained on and added to ``totals`` (the
+    epoch's logs); yields (loss, batch size) batch by batch."""
     step = model._captured
-    if not model.jit_compile or not backend.is_gpu() or step is False:  # eager; or the capture failed once
+    if not (model.jit_compile and backend.is_gpu()) or step is False:  # eager; or the capture failed once
+        for x, y, w in train.batches():
+            yield eager_step(model, totals, x, y, w), len(x[0])
+        return
+    if not isinstance(train, ArrayBatches):
+        _begin_epoch(model, train, None)
+        for x, y, w in train.batches():
+            yield fit_step(model, totals, x, y, w), len(x[0])
+        return
+    order = train.epoch_order()  # arrays on the device: the graph gathers its batches itself
+    _begin_epoch(model, train, order)
+    for position, rows in enumerate(train.slices):
+        step, size = model._captured, rows.stop - rows.start
+        if step and step.source is train and size == step.size and step.still_valid(model):
+            yield step.replay(totals), size
+        else:
+            yield fit_step(model, totals, *train.batch(order, rows), source=(train, order, position)), size
+
+
+def fit_step(model, totals, x, y, sample_weight, source=None):
+    """One batch that is not a replay of the graph as it is: the first (captured now), a smaller one (eager),
+    or one after the weights changed (captured again). ``source``: (adapter, order, position) when the graph
+    is to gather its batches itself."""
+    step = model._captured
+    if step is False or (step is not None and not step.fits(x, y, sample_weight)):
         return eager_step(model, totals, x, y, sample_weight)
-    if step is None or not step.still_valid(model):
-        step = CapturedStep(model, x, y, sample_weight)
-        model._captured = False if step.failed else step
-        loss, sums = step.first
-        totals.add_sums(sums, len(x[0]))
-        return loss
-    if not step.fits(x, y, sample_weight):
-        return eager_step(model, totals, x, y, sample_weight)
-    loss = step(x, y, sample_weight)
-    totals.add_running(step.total, len(x[0]))
+    if step is not None and step.source is None and source is None and step.still_valid(model):
+        step.copy_in(x, y, sample_weight)
+        return step.replay(totals)
+    old, step = step, CapturedStep(model, x, y, sample_weight, source)
+    if old is not None:  # captured again mid-epoch: the batches the old graph added stay in the logs
+        step.total += old.total
+    model._captured = False if step.failed else step
+    loss, sums = step.first
+    totals.add_sums(sums, len(x[0]))
     return loss
 
 
@@ -48,27 +78,34 @@ def eager_step(model, totals, x, y, sample_weight):
     return loss
 
 
-def begin_epoch(model):
-    """Start the captured step's running total of the logs again (fit calls it before each epoch)."""
-    if isinstance(model._captured, CapturedStep):
-        model._captured.total.fill(0)
+def _begin_epoch(model, train, order):
+    """Start the captured step's running total of the logs again; and its gathering, at this epoch's order."""
+    step = model._captured
+    if isinstance(step, CapturedStep):
+        step.total.fill(0)
+        if step.source is train:
+            step.start_order(order, 0)
 
 
 class CapturedStep:
-    """A model's forward, loss and backward on buffers of its own, captured for batches shaped like ``x, y``."""
+    """A model's step on buffers of its own, captured for batches shaped like ``x, y``; with ``source``
+    (adapter, order, position), it gathers each batch from the adapter's arrays itself."""
 
-    def __init__(self, model, x, y, sample_weight):
+    def __init__(self, model, x, y, sample_weight, source=None):
         model._flat_weights()  # the weights' and gradients' buffers, made now: outside the graph's pool
-        self.model, self.shapes = model, _shapes(x, y, sample_weight)
-        self.x, self.y = [_buffer(a) for a in x], [_buffer(a) for a in y]
-        self.w = _buffer(sample_weight)
-        self._copy_in(x, y, sample_weight)
-        self.graph = graphs.Graph(self._forward_backward)
-        self.capturing = False
+        xp = backend.xp
+        self.model, self.shapes, self.size = model, _shapes(x, y, sample_weight), len(x[0])
+        self.x, self.y, self.w = [_buffer(a) for a in x], [_buffer(a) for a in y], _buffer(sample_weight)
+        self.copy_in(x, y, sample_weight)  # the first batch, for the warm-up
+        self.source = None if source is None else source[0]
+        if self.source is not None:  # where the batch is in the epoch's order (device memory), and the rows
+            self.order, self.offset = xp.empty(self.source.n, dtype=np.int64), xp.zeros(1, dtype=np.int64)
+            self.arange, self.at, self.rows = (xp.arange(self.size, dtype=np.int64) for _ in range(3))
+        self.graph, self.capturing = graphs.Graph(self._step), False
         for _ in range(2):
             self.first = self.graph.warm_up()  # the first batch's step, for real
         model._apply(self.update)  # (capturing runs nothing)
-        self.total = backend.xp.zeros_like(self.first[1])  # the logs' sums of the batches replayed this epoch
+        self.total = xp.zeros_like(self.first[1])  # the logs' sums of the batches replayed this epoch
         self.failed, self.capturing = False, True
         try:
             self.graph.capture()
@@ -77,17 +114,41 @@ class CapturedStep:
                           f"CUDA graph ({type(error).__name__}: {error}); it runs eagerly", stacklevel=4)
             self.failed = True
         self.capturing = False
+        if self.source is not None:
+            self.start_order(source[1], source[2] + 1)  # the next replay gathers the batch after this one
         self.weights = [getattr(owner, n) for owner, n in model.weight_refs()]  # what the graph reads and writes
 
     def __deepcopy__(self, memo):
         return None  # a copy of the model captures its own graph, if it trains with one
 
-    def _forward_backward(self):
+    def _step(self):
+        if self.capturing and self.source is not None:
+            self._gather()
         loss, y_pred, self.update = self.model._forward_backward(self.x, self.y, self.w)  # update: fixed buffers
         sums = batch_sums(self.model, loss, y_pred, self.y)
         if self.capturing:  # each replay adds its batch to the epoch's logs itself
             self.total += sums
         return loss, sums
+
+    def _gather(self):
+        """In the graph: rows = order[offset : offset + size], each array's rows into the step's buffers; offset
+        moves on by size -- all read from and written to device memory, so that every replay takes the next batch."""
+        xp, source = backend.xp, self.source
+        xp.add(self.offset, self.arange, out=self.at)
+        xp.take(self.order, self.at, out=self.rows)
+        arrays = list(source.xs) + (list(source.ys) if source.ys is not None else []) + [source.w]
+        for buffer, a in zip(self.x + self.y + [self.w], arrays):
+            if buffer is not None:
+                xp.take(a, self.rows, axis=0, out=buffer)
+        self.offset += self.size
+
+    def start_order(self, order, position):
+        """Gather from this epoch's ``order`` (None: the samples as they are), from batch ``position`` on."""
+        if order is None:
+            self.order[...] = backend.xp.arange(self.source.n, dtype=np.int64)
+        else:
+            self.order[...] = order
+        self.offset.fill(position * self.size)
 
     def still_valid(self, model):
         """Whether the graph still reads the model's weights: none was given a new array, nor frozen."""
@@ -99,16 +160,17 @@ class CapturedStep:
     def fits(self, x, y, sample_weight):
         return _shapes(x, y, sample_weight) == self.shapes
 
-    def __call__(self, x, y, sample_weight):
-        self._copy_in(x, y, sample_weight)
-        self.graph.replay()
-        self.model._apply(self.update)
-        return self.graph.outputs[0]
-
-    def _copy_in(self, x, y, sample_weight):
+    def copy_in(self, x, y, sample_weight):
         for buffer, a in zip(self.x + self.y + [self.w], list(x) + list(y) + [sample_weight]):
             if buffer is not None:
                 buffer[...] = a
+
+    def replay(self, totals):
+        """The step on the batch in its buffers (or the next one it gathers); adds it to ``totals``; its loss."""
+        self.graph.replay()
+        self.model._apply(self.update)
+        totals.add_running(self.total, self.size)
+        return self.graph.outputs[0]
 
 
 def _buffer(a):

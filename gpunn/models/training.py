@@ -195,13 +195,11 @@ class Trainer:
             for cb in callbacks:
                 cb.on_epoch_begin(epoch)
             totals = Totals(self)
-            captured.begin_epoch(self)
             progress = Progress(verbose, train.size, f"Epoch {epoch + 1}/{epochs}", train.unit)
-            for batch, (xb, yb, wb) in enumerate(train.batches()):
-                loss = captured.fit_step(self, totals, xb, yb, wb)
+            for batch, (loss, size) in enumerate(captured.train_epoch(self, train, totals)):  # eager or replayed
                 for cb in callbacks:
-                    cb.on_batch_end(batch, {"batch": batch, "size": len(xb[0]), "loss": loss})
-                progress.update(len(xb[0]) if train.unit == "sample" else 1, totals)
+                    cb.on_batch_end(batch, {"batch": batch, "size": size, "loss": loss})
+                progress.update(size if train.unit == "sample" else 1, totals)
                 if self._stopping(parallel):
                     break
             if train.ran_out:
