@@ -159,6 +159,15 @@ class Optimizer:
     def update(self, w, g, slots, lr):
         raise NotImplementedError
 
+    # A training step captured as a CUDA graph (gpunn.models.captured) runs the update inside the graph, where a
+    # kernel's arguments are frozen: the rate and Adam's bias corrections are read from ``hyper`` in device memory
+    # instead, [lr, 1 - beta_1^t, 1 - beta_2^t], written for each step by gpunn.ops.optimizers.optimizer_schedule.
+    scheduled = False  # whether update_scheduled exists (else the update runs outside the graph)
+    schedule_betas = (0.0, 0.0)  # Adam's (beta_1, beta_2), for its bias corrections; 0: none
+
+    def update_scheduled(self, w, g, slots, hyper):
+        raise NotImplementedError
+
     def get_config(self):
         lr = self.learning_rate
         return {"name": self.name, "learning_rate": lr.get_config() if callable(lr) else lr,
@@ -189,6 +198,14 @@ class SGD(Optimizer):
         else:
             ops.sgd_update(w, g, lr)
 
+    scheduled = True
+
+    def update_scheduled(self, w, g, slots, hyper):
+        if self.momentum:
+            ops.sgd_momentum_update_scheduled(w, g, slots["velocity"], hyper, self.momentum, self.nesterov)
+        else:
+            ops.sgd_update_scheduled(w, g, hyper)
+
     def get_config(self):
         return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
 
@@ -205,6 +222,11 @@ class Adagrad(Optimizer):
 
     def update(self, w, g, slots, lr):
         ops.adagrad_update(w, g, slots["accumulator"], lr, self.epsilon)
+
+    scheduled = True
+
+    def update_scheduled(self, w, g, slots, hyper):
+        ops.adagrad_update_scheduled(w, g, slots["accumulator"], hyper, self.epsilon)
 
     def get_config(self):
         return {**super().get_config(), "initial_accumulator_value": self.initial_accumulator_value,
@@ -236,6 +258,13 @@ class RMSprop(Optimizer):
             ops.rmsprop_centered_momentum_update(w, g, slots["mean_square"], slots.get("average_gradient"),
                                                  slots.get("momentum"), lr, self.rho, self.momentum, self.epsilon)
 
+    @property
+    def scheduled(self):  # the plain update has a kernel; the centered and momentum ones not yet
+        return not self.centered and not self.momentum
+
+    def update_scheduled(self, w, g, slots, hyper):
+        ops.rmsprop_update_scheduled(w, g, slots["mean_square"], hyper, self.rho, self.epsilon)
+
     def get_config(self):
         return {**super().get_config(), "rho": self.rho, "momentum": self.momentum, "epsilon": self.epsilon,
                 "centered": self.centered}
@@ -254,6 +283,15 @@ class Adam(Optimizer):
 
     def update(self, w, g, slots, lr):
         ops.adam_update(w, g, slots["m"], slots["v"], lr, self.beta_1, self.beta_2, self.epsilon, self.iterations)
+
+    scheduled = True
+
+    @property
+    def schedule_betas(self):
+        return self.beta_1, self.beta_2
+
+    def update_scheduled(self, w, g, slots, hyper):
+        ops.adam_update_scheduled(w, g, slots["m"], slots["v"], hyper, self.beta_1, self.beta_2, self.epsilon)
 
     def get_config(self):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}

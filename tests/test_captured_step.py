@@ -118,9 +118,9 @@ def test_fit_with_jit_compile_trains_as_fit_without_it(cupy, monkeypatch):
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
 
 
-def test_a_full_batch_is_one_replay_and_the_optimizer_s_launch(cupy):
-    """Arrays on the device: the graph gathers each batch itself, at its position in the epoch's order (read from
-    device memory); the host launches the graph and Adam's update, nothing else -- no copy, no allocation."""
+def test_a_full_batch_is_one_replay(cupy):
+    """Arrays on the device: the graph gathers each batch itself, at its position in the epoch's order, and Adam
+    reads its step count and rate from device memory: the host launches the graph, nothing else."""
     model = lenet(True)
     model.fit(X[:64], Y[:64], batch_size=32, epochs=1, verbose=0)  # captured at the first batch, replayed at the second
     from gpunn.models.totals import Totals
@@ -131,7 +131,7 @@ def test_a_full_batch_is_one_replay_and_the_optimizer_s_launch(cupy):
     with cupy._standin.counting() as counted:
         step.replay(totals)
     assert counted.replays == 1 and counted.gemms == 0 and counted.syncs == 0 and counted.uploads == 0, counted
-    assert counted.allocations == 0 and counted.launches == 1 + 1, counted
+    assert counted.allocations == 0 and counted.launches == 1, counted  # the update is in the graph too
     with cupy._standin.counting() as epoch:
         model.fit(X[:160], Y[:160], batch_size=32, epochs=1, verbose=0)  # new data: captured again, then 4 replays
     assert epoch.replays == 4, epoch
@@ -259,4 +259,19 @@ def test_batches_from_a_dataset_are_copied_in_and_replayed(cupy, monkeypatch):
     assert model._captured.source is None and counted.replays == 2 * 3 - 1  # the first batch ran in the warm-up
     assert runs[0][0] == runs[1][0]
     for a, b in zip(runs[0][1], runs[1][1]):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("optimizer, in_graph", [
+    (gpunn.optimizers.Adam(gpunn.schedules.ExponentialDecay(1e-3, 2, 0.5)), True),  # a new rate every step
+    (gpunn.optimizers.RMSprop(1e-3), True),
+    (gpunn.optimizers.Nadam(1e-3), False),  # no scheduled kernel: the update runs after the replay
+    (gpunn.optimizers.Adam(1e-3, clipnorm=1.0), False),
+], ids=["adam-schedule", "rmsprop", "nadam", "adam-clipnorm"])
+def test_the_update_runs_in_the_graph_where_it_has_its_kernels(cupy, optimizer, in_graph, monkeypatch):
+    (eager, eager_w, _), (jit, jit_w, model) = fit_both(96, optimizer, same_product=True, monkeypatch=monkeypatch)
+    assert (model._captured.schedule is not None) == in_graph
+    assert model.optimizer.iterations == 6
+    assert eager == jit
+    for a, b in zip(eager_w, jit_w):
         np.testing.assert_array_equal(a, b)

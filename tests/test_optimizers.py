@@ -195,3 +195,43 @@ def test_slots_are_kept_by_key():
     with pytest.raises(ValueError, match="expected as many grads and keys as weights; received 1 weights, 1 grads "
                                          "and 2 keys"):
         opt.apply([w1], [np.ones(2)], keys=["a", "b"])
+
+
+SCHEDULED = {  # the *_scheduled updates: the rate (and Adam's bias corrections) read from hyper in device memory
+    "sgd_update": (0, dict()),
+    "sgd_momentum_update": (1, dict(momentum=0.9, nesterov=True)),
+    "adagrad_update": (1, dict(epsilon=1e-7)),
+    "rmsprop_update": (1, dict(rho=0.9, epsilon=1e-7)),
+    "adam_update": (2, dict(beta_1=0.9, beta_2=0.999, epsilon=1e-7)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SCHEDULED))
+@pytest.mark.parametrize("shape", [(1,), (257,), (10007,)])
+def test_scheduled_kernels_match_twins_and_the_eager_update(name, shape, kernel_device):
+    """optimizer_schedule writes hyper for step t from the step count and the rate in device memory; each scheduled
+    kernel, reading it, equals its twin, and both equal the eager update of step t, bit for bit on the host."""
+    from gpunn.ops import optimizers as ops
+
+    dev = kernel_device
+    rng = np.random.default_rng(4)
+    n_slots, kwargs = SCHEDULED[name]
+    host = [rng.standard_normal(shape).astype(np.float32) for _ in range(2)]
+    host += [np.abs(rng.standard_normal(shape)).astype(np.float32) for _ in range(n_slots)]
+    betas = (kwargs.get("beta_1", 0.0), kwargs.get("beta_2", 0.0))
+    hyper, step, rate = dev.asarray(np.full(3, np.nan, np.float32)), dev.asarray(np.array([2])), \
+        dev.asarray(np.array([0.01], np.float32))
+    ops.optimizer_schedule(hyper, step, rate, *betas)  # step 3
+    np.testing.assert_array_equal(dev.to_numpy(step), [3])
+    np.testing.assert_array_equal(dev.to_numpy(hyper), np.float32([0.01, 1 - betas[0] ** 3, 1 - betas[1] ** 3]))
+    on = [dev.asarray(a.copy()) for a in host]
+    getattr(ops, f"{name}_scheduled_gpu")(on[0], on[1], *on[2:], hyper, **kwargs)
+    twin = [a.copy() for a in host]
+    getattr(ops, f"{name}_scheduled_cpu")(twin[0], twin[1], *twin[2:], dev.to_numpy(hyper), **kwargs)
+    eager = [dev.asarray(a.copy()) for a in host]
+    eager_kwargs = {**kwargs, "lr": 0.01, **({"t": 3} if name == "adam_update" else {})}
+    getattr(ops, f"{name}_gpu")(eager[0], eager[1], *eager[2:], **eager_kwargs)
+    for d, t, e in zip(on, twin, eager):
+        np.testing.assert_allclose(dev.to_numpy(d), t, rtol=2e-5, atol=1e-6)
+        # on a GPU, CUDA's pow may round the bias corrections' last bit otherwise than the host's
+        np.testing.assert_allclose(dev.to_numpy(d), dev.to_numpy(e), rtol=0 if dev.xp is np else 1e-6, atol=0)

@@ -1,15 +1,18 @@
 """``compile(jit_compile=True)``: fit's training step captured as a CUDA graph and replayed.
 
 With the data in arrays (moved to the device once, as ``fit`` does), each full batch then costs the
-host two launches instead of some fifty::
+host one launch instead of some fifty -- the replay of a graph that holds the whole step::
 
-    replay the graph:                                   one launch
-        the batch's rows gathered from the arrays       (its position in the epoch's order is read
-                                                         from device memory, and moved on)
-        forward, loss, backward                         (dW lands in the buffer of all gradients)
-        the batch's sums added to the epoch's logs
-    optimizer.apply(W, dW)                              one launch for all the weights, outside the graph:
-                                                        its learning rate and step count change every step
+    the batch's rows gathered from the arrays           its position in the epoch's order read from device
+                                                        memory, and moved on
+    forward, loss, backward                             dW lands in the buffer of all gradients
+    the batch's sums added to the epoch's logs
+    the optimizer's step count and rate, then           read from device memory (DeviceSchedule): a kernel's
+        its update over the buffer of all weights       arguments are frozen in a graph, and these change
+
+(A new rate -- a schedule -- is written before the replay, one small launch.) An optimizer without
+such kernels (Nadam, Adadelta, centered RMSprop), clipping, or data-parallel training keep the
+update outside the graph: one more launch.
 
 Batches from a generator or a PyDataset are copied into the step's own buffers first (one copy
 per array). The graph is captured at the first batch (whose step the warm-up runs for real: see
@@ -25,9 +28,10 @@ import warnings
 import numpy as np
 
 import gpunn.backend as backend
-from gpunn.backend import graphs
+from gpunn.backend import graphs, kernels
 from gpunn.data_adapters import ArrayBatches
 from gpunn.models.totals import batch_sums
+from gpunn.ops import optimizers as optimizer_ops
 
 
 def train_epoch(model, train, totals):
@@ -105,6 +109,7 @@ class CapturedStep:
         for _ in range(2):
             self.first = self.graph.warm_up()  # the first batch's step, for real
         model._apply(self.update)  # (capturing runs nothing)
+        self.optimizer, self.schedule = model.optimizer, _schedule(model.optimizer, self.update)
         self.total = xp.zeros_like(self.first[1])  # the logs' sums of the batches replayed this epoch
         self.failed, self.capturing = False, True
         try:
@@ -126,8 +131,10 @@ class CapturedStep:
             self._gather()
         loss, y_pred, self.update = self.model._forward_backward(self.x, self.y, self.w)  # update: fixed buffers
         sums = batch_sums(self.model, loss, y_pred, self.y)
-        if self.capturing:  # each replay adds its batch to the epoch's logs itself
+        if self.capturing:  # each replay adds its batch to the epoch's logs itself, and updates the weights
             self.total += sums
+            if self.schedule is not None:
+                self.schedule.update(self.update)
         return loss, sums
 
     def _gather(self):
@@ -154,8 +161,9 @@ class CapturedStep:
         """Whether the graph still reads the model's weights: none was given a new array, nor frozen."""
         model._flat_weights()  # an array assigned to a trainable weight is copied into the buffer the graph reads
         refs = model.weight_refs()
-        return len(refs) == len(self.weights) and all(getattr(owner, n) is w for (owner, n), w in
-                                                       zip(refs, self.weights))
+        return (len(refs) == len(self.weights) and all(getattr(owner, n) is w for (owner, n), w in
+                                                        zip(refs, self.weights))
+                and model.optimizer is self.optimizer and (self.schedule is None or self.schedule.still_valid()))
 
     def fits(self, x, y, sample_weight):
         return _shapes(x, y, sample_weight) == self.shapes
@@ -167,10 +175,60 @@ class CapturedStep:
 
     def replay(self, totals):
         """The step on the batch in its buffers (or the next one it gathers); adds it to ``totals``; its loss."""
-        self.graph.replay()
-        self.model._apply(self.update)
+        if self.schedule is not None:
+            self.schedule.before_replay()
+            self.graph.replay()  # the update included
+        else:
+            self.graph.replay()
+            self.model._apply(self.update)
         totals.add_running(self.total, self.size)
         return self.graph.outputs[0]
+
+
+class DeviceSchedule:
+    """An optimizer's rate and step count in device memory, so that its update runs inside the graph: the graph's
+    first kernel advances the count and writes hyper = [lr, 1 - beta_1^t, 1 - beta_2^t] (optimizer_schedule), and
+    the update kernel reads them (``Optimizer.update_scheduled``), one launch over the buffer of all the weights."""
+
+    def __init__(self, optimizer, update):
+        xp = backend.xp
+        self.optimizer, (self.pieces, _, self.keys, (self.weights, self.grads)) = optimizer, update
+        self.slots = optimizer.flat_slots(self.keys, self.pieces, self.weights)
+        self.rate, self.step, self.hyper = xp.zeros(1, np.float32), xp.zeros(1, np.int64), xp.ones(3, np.float32)
+        self.rate_value = self.step_value = None  # what device memory holds, as the host knows it
+
+    def update(self, update):
+        """In the graph: the next step's numbers, then the update."""
+        optimizer_ops.optimizer_schedule(self.hyper, self.step, self.rate, *self.optimizer.schedule_betas)
+        self.optimizer.update_scheduled(self.weights, self.grads, self.slots, self.hyper)
+
+    def before_replay(self):
+        """On the host: the replay is the optimizer's next step. Device memory is written only when it does not
+        hold what the step needs already: a new rate (a schedule), a count changed by an eager step."""
+        optimizer = self.optimizer
+        rate = optimizer.current_learning_rate()
+        if rate != self.rate_value:
+            self.rate.fill(rate)
+            self.rate_value = rate
+        if optimizer.iterations != self.step_value:
+            self.step.fill(optimizer.iterations)
+        optimizer.iterations += 1
+        self.step_value = optimizer.iterations
+
+    def still_valid(self):
+        """Whether the optimizer's running averages are still the buffers the graph updates (not loaded anew)."""
+        return self.optimizer.flat_slots(self.keys, self.pieces, self.weights) is self.slots
+
+
+def _schedule(optimizer, update):
+    """A DeviceSchedule when the optimizer's update can run inside the graph: it has scheduled kernels, the
+    gradients are one buffer, no clipping, not data-parallel (the all-reduce stays outside); else None."""
+    flat = update[3]
+    if (flat is None or not optimizer.scheduled or optimizer.data_parallel is not None
+            or any(c is not None for c in (optimizer.clipnorm, optimizer.clipvalue, optimizer.global_clipnorm))):
+        return None
+    schedule = DeviceSchedule(optimizer, update)
+    return schedule if kernels.takes(*flat, *schedule.slots.values()) else None
 
 
 def _buffer(a):

@@ -1,5 +1,10 @@
 """Optimizer updates, in place: the equations (``*_cpu``) and their fused CUDA kernels (``*_gpu``).
 
+Each has a ``*_scheduled`` variant that reads the rate (and Adam's bias corrections) from a small
+array in device memory, ``hyper = [lr, 1 - beta_1^t, 1 - beta_2^t]``, which ``optimizer_schedule``
+writes for the next step t: what a training step captured as a CUDA graph runs (its kernels'
+arguments are frozen at the capture; see :mod:`gpunn.models.captured`).
+
 The ``*_cpu`` twins are written with the array module of their arguments, so
 they also serve CuPy arrays the kernels do not cover (float64, non-contiguous).
 Each dispatcher takes the kernel for contiguous float32 CuPy arrays: one launch
@@ -48,14 +53,48 @@ def rmsprop_update_cpu(w, g, s, lr, rho, epsilon):
 
 
 def adam_update_cpu(w, g, m, v, lr, beta_1, beta_2, epsilon, t):
+    _adam(w, g, m, v, lr, beta_1, beta_2, epsilon, 1 - beta_1 ** t, 1 - beta_2 ** t)
+
+
+def _adam(w, g, m, v, lr, beta_1, beta_2, epsilon, bc1, bc2):
     xp = backend.get_array_module(w)
     m *= beta_1
     m += (1 - beta_1) * g
     v *= beta_2
     v += (1 - beta_2) * g * g
-    m_hat = m / (1 - beta_1 ** t)  # bias correction: early averages are pulled towards 0
-    v_hat = v / (1 - beta_2 ** t)
+    m_hat = m / bc1  # bias correction, bc1 = 1 - beta_1^t: early averages are pulled towards 0
+    v_hat = v / bc2
     w -= lr * m_hat / (xp.sqrt(v_hat) + epsilon)
+
+
+# --- the same with the rate and Adam's bias corrections in device memory (captured CUDA graphs) -----
+# hyper = [lr, bc1, bc2]; optimizer_schedule advances the step count and writes hyper, in the graph.
+
+
+def optimizer_schedule_cpu(hyper, step, rate, beta_1, beta_2):
+    step += 1
+    t = float(step[0])
+    hyper[...] = [rate[0], 1 - beta_1 ** t, 1 - beta_2 ** t]
+
+
+def sgd_update_scheduled_cpu(w, g, hyper):
+    sgd_update_cpu(w, g, hyper[0])
+
+
+def sgd_momentum_update_scheduled_cpu(w, g, v, hyper, momentum, nesterov):
+    sgd_momentum_update_cpu(w, g, v, hyper[0], momentum, nesterov)
+
+
+def adagrad_update_scheduled_cpu(w, g, s, hyper, epsilon):
+    adagrad_update_cpu(w, g, s, hyper[0], epsilon)
+
+
+def rmsprop_update_scheduled_cpu(w, g, s, hyper, rho, epsilon):
+    rmsprop_update_cpu(w, g, s, hyper[0], rho, epsilon)
+
+
+def adam_update_scheduled_cpu(w, g, m, v, hyper, beta_1, beta_2, epsilon):
+    _adam(w, g, m, v, hyper[0], beta_1, beta_2, epsilon, hyper[1], hyper[2])
 
 
 # --- twins without a kernel: the same code runs on NumPy and CuPy arrays ---------------------
@@ -135,6 +174,32 @@ def adam_update_gpu(w, g, m, v, lr, beta_1, beta_2, epsilon, t):
             f32(1 - beta_1 ** t), f32(1 - beta_2 ** t))
 
 
+def optimizer_schedule_gpu(hyper, step, rate, beta_1, beta_2):
+    kernels.get_kernel("optimizers", "optimizer_schedule")((1,), (1,), (hyper, step, rate, np.float64(beta_1),
+                                                                        np.float64(beta_2)))
+
+
+def sgd_update_scheduled_gpu(w, g, hyper):
+    _launch("sgd_update_scheduled", w, w, g, np.int64(w.size), hyper)
+
+
+def sgd_momentum_update_scheduled_gpu(w, g, v, hyper, momentum, nesterov):
+    _launch("sgd_momentum_update_scheduled", w, w, g, v, np.int64(w.size), hyper, f32(momentum),
+            np.int32(bool(nesterov)))
+
+
+def adagrad_update_scheduled_gpu(w, g, s, hyper, epsilon):
+    _launch("adagrad_update_scheduled", w, w, g, s, np.int64(w.size), hyper, f32(epsilon))
+
+
+def rmsprop_update_scheduled_gpu(w, g, s, hyper, rho, epsilon):
+    _launch("rmsprop_update_scheduled", w, w, g, s, np.int64(w.size), hyper, f32(rho), f32(epsilon))
+
+
+def adam_update_scheduled_gpu(w, g, m, v, hyper, beta_1, beta_2, epsilon):
+    _launch("adam_update_scheduled", w, w, g, m, v, np.int64(w.size), hyper, f32(beta_1), f32(beta_2), f32(epsilon))
+
+
 # --- dispatchers -------------------------------------------------------------------------
 
 
@@ -156,3 +221,31 @@ def rmsprop_update(w, g, s, lr, rho, epsilon):
 
 def adam_update(w, g, m, v, lr, beta_1, beta_2, epsilon, t):
     (adam_update_gpu if kernels.takes(w, g, m, v) else adam_update_cpu)(w, g, m, v, lr, beta_1, beta_2, epsilon, t)
+
+
+def optimizer_schedule(hyper, step, rate, beta_1, beta_2):
+    (optimizer_schedule_gpu if kernels.on_gpu(hyper, step, rate) else optimizer_schedule_cpu)(hyper, step, rate,
+                                                                                             beta_1, beta_2)
+
+
+def sgd_update_scheduled(w, g, hyper):
+    (sgd_update_scheduled_gpu if kernels.takes(w, g) else sgd_update_scheduled_cpu)(w, g, hyper)
+
+
+def sgd_momentum_update_scheduled(w, g, v, hyper, momentum, nesterov):
+    (sgd_momentum_update_scheduled_gpu if kernels.takes(w, g, v) else sgd_momentum_update_scheduled_cpu)(
+        w, g, v, hyper, momentum, nesterov)
+
+
+def adagrad_update_scheduled(w, g, s, hyper, epsilon):
+    (adagrad_update_scheduled_gpu if kernels.takes(w, g, s) else adagrad_update_scheduled_cpu)(w, g, s, hyper, epsilon)
+
+
+def rmsprop_update_scheduled(w, g, s, hyper, rho, epsilon):
+    (rmsprop_update_scheduled_gpu if kernels.takes(w, g, s) else rmsprop_update_scheduled_cpu)(w, g, s, hyper, rho,
+                                                                                               epsilon)
+
+
+def adam_update_scheduled(w, g, m, v, hyper, beta_1, beta_2, epsilon):
+    (adam_update_scheduled_gpu if kernels.takes(w, g, m, v) else adam_update_scheduled_cpu)(w, g, m, v, hyper, beta_1,
+                                                                                            beta_2, epsilon)
