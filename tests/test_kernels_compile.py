@@ -71,5 +71,7 @@ def test_kernels_keep_their_arrays_in_registers(path):
     assert status == 0, log
     usage = re.findall(r"Function properties for (\w+)\s*\n.*?(\d+) bytes stack frame, (\d+) bytes spill stores, "
                        r"(\d+) bytes spill loads", log)
-    assert len(usage) == len(re.findall(r"__global__\s+void\s+\w+\s*\(", path.read_text())), log
-    assert [u for u in usage if u[1:] != ("0", "0", "0")] == [], "kernels with a stack frame or spills"
+    kernels = set(re.findall(r"__global__\s+void\s+(\w+)\s*\(", path.read_text()))
+    assert kernels <= {u[0] for u in usage}, log  # every kernel is reported
+    assert [u for u in usage if u[1:] != ("0", "0", "0")] == [], "functions with a stack frame or spills"  # and the
+    # device functions ptxas keeps apart (CUDA's accurate pow, for one) as well
