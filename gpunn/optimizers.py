@@ -47,6 +47,7 @@ rescales each weight's gradient whose L2 norm exceeds c to norm c;
 ``global_clipnorm`` does the same with the norm of all gradients together.
 """
 
+import copy
 import warnings
 
 import numpy as np
@@ -77,6 +78,14 @@ class Optimizer:
         self.iterations = 0
         self.slots = {}
         self._flat_slots = None  # (keys, {name: buffer}, [{name: view}] per key) of the last flat update
+
+    def __deepcopy__(self, memo):
+        """A copy with copies of the running averages, each an array of its own: its flat buffers are made again."""
+        copied = object.__new__(type(self))
+        memo[id(self)] = copied
+        for name, value in vars(self).items():
+            setattr(copied, name, None if name == "_flat_slots" else copy.deepcopy(value, memo))
+        return copied
 
     def current_learning_rate(self):
         """The rate of the coming step: a constant, or the schedule evaluated at ``iterations``."""
@@ -110,7 +119,8 @@ class Optimizer:
         """The running averages of ``weights`` (the pieces of buffer ``flat``, in order) as buffers laid out like
         ``flat``, with ``slots[key]`` views of them. Averages kept from before (or loaded) are copied in."""
         state = self._flat_slots
-        if state is not None and state[0] == keys and all(
+        if state is not None and state[0] == keys and all(b.dtype == flat.dtype and b.size == flat.size
+                                                          for b in state[1].values()) and all(
                 self.slots.get(key, {}).get(name) is view for key, views in zip(keys, state[2])
                 for name, view in views.items()):
             return state[1]

@@ -126,7 +126,7 @@ def test_a_full_batch_is_one_replay(cupy):
     from gpunn.models.totals import Totals
 
     step, totals = model._captured, Totals(model)
-    assert step.source is not None
+    assert step.arrays is not None
     step.start_order(None, 0)  # the epoch is over: from the first batch again
     with cupy._standin.counting() as counted:
         step.replay(totals)
@@ -135,6 +135,11 @@ def test_a_full_batch_is_one_replay(cupy):
     with cupy._standin.counting() as epoch:
         model.fit(X[:160], Y[:160], batch_size=32, epochs=1, verbose=0)  # new data: captured again, then 4 replays
     assert epoch.replays == 4, epoch
+    x, y = backend.to_device(X[:160]), backend.to_device(Y[:160])
+    for batch_size, replays in ((32, 4), (32, 5), (16, 9), (16, 10)):  # the same device arrays: the graph is kept
+        with cupy._standin.counting() as epoch:  # until the batch size changes
+            model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0)
+        assert epoch.replays == replays, (batch_size, epoch)
 
 
 def test_weights_set_between_fits_are_the_ones_trained(cupy, monkeypatch):
@@ -256,7 +261,7 @@ def test_batches_from_a_dataset_are_copied_in_and_replayed(cupy, monkeypatch):
             with cupy._standin.counting() as counted:
                 history = model.fit(Batches(), epochs=2, verbose=0)
         runs.append((history.history, model.get_weights()))
-    assert model._captured.source is None and counted.replays == 2 * 3 - 1  # the first batch ran in the warm-up
+    assert model._captured.arrays is None and counted.replays == 2 * 3 - 1  # the first batch ran in the warm-up
     assert runs[0][0] == runs[1][0]
     for a, b in zip(runs[0][1], runs[1][1]):
         np.testing.assert_array_equal(a, b)
@@ -274,4 +279,27 @@ def test_the_update_runs_in_the_graph_where_it_has_its_kernels(cupy, optimizer, 
     assert model.optimizer.iterations == 6
     assert eager == jit
     for a, b in zip(eager_w, jit_w):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_moving_statistics_count_the_first_batch_once(cupy, monkeypatch):
+    """The warm-ups run the first batch's step twice for real: batch normalization's moving averages are put back
+    in between, so that they end as the eager ones do."""
+    from gpunn.layers import BatchNormalization
+
+    def make():
+        return gpunn.Sequential([Flatten(input_shape=(1, 28, 28)), Dense(16), BatchNormalization(), Dense(10,
+                                 activation="softmax")])
+
+    runs = []
+    for jit in (False, True):
+        with monkeypatch.context() as patch:
+            if not jit:
+                patch.setattr(graphs, "in_graph", lambda: True)
+            gpunn.utils.set_seed(0)
+            model = make()
+            model.compile("adam", "sparse_categorical_crossentropy", jit_compile=jit)
+            model.fit(X[:96], Y[:96], batch_size=32, epochs=2, verbose=0)
+        runs.append(model.get_weights())
+    for a, b in zip(*runs):
         np.testing.assert_array_equal(a, b)

@@ -113,3 +113,21 @@ def test_weights_of_two_dtypes_are_updated_one_by_one():
                      backend.to_device(rng.integers(0, 2, 5)))
     assert model._flat is None
     assert all(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+
+
+def test_a_copy_of_a_trained_model_trains_its_own_weights(monkeypatch):
+    """A deep copy's views are arrays of their own: the copy makes its own buffers (and its optimizer its own)."""
+    import copy
+
+    model = train(small_cnn, "adam", True, steps=2, monkeypatch=monkeypatch)
+    twin = copy.deepcopy(model)
+    assert twin._flat is None and twin.optimizer._flat_slots is None
+    before, original = twin.get_weights(), model.get_weights()
+    twin.train_step(backend.to_device(X), backend.to_device(Y))
+    assert all(not np.array_equal(a, b) for a, b in zip(before, twin.get_weights()))
+    for a, b in zip(original, model.get_weights()):
+        np.testing.assert_array_equal(a, b)  # the original is left alone
+    np.testing.assert_array_equal(backend.to_numpy(twin.layers[0].kernel), twin.get_weights()[0])
+    slots = twin.optimizer.slots[twin.trainable_keys[0]]["m"]
+    assert np.shares_memory(backend.to_numpy(slots), backend.to_numpy(twin.optimizer._flat_slots[1]["m"])) or \
+        backend.is_gpu()

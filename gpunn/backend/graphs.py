@@ -62,8 +62,12 @@ class Graph:
             self.stream.begin_capture()
             try:
                 self.outputs = self.step()
-            finally:
-                self.graph = self.stream.end_capture()
+            except BaseException:
+                with contextlib.suppress(Exception):  # the capture is broken; its end may say so, but the cause is this
+                    self.stream.end_capture()
+                raise
+            self.graph = self.stream.end_capture()
+        self.step = None  # the graph holds the work now (and the step object need not be kept by its graph)
 
     @contextlib.contextmanager
     def _preparing(self):

@@ -49,7 +49,8 @@ class DataParallel:
         return self._flat.views()
 
     def average_buffer(self, buffer):
-        """The same, in place, for gradients that already are one buffer (a model's, see gpunn.utils.flat)."""
+        """The same, in place, for gradients that already are one buffer (a model's, see gpunn.utils.flat): the
+        layers' ``grads`` then hold the average of every rank's."""
         buffer *= self._share()
         self.group.allreduce(buffer)
 

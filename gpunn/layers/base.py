@@ -208,7 +208,8 @@ class Layer:
     def grad_out(self, name):
         """Where backward may write dL/d(weight ``name``): the trainer's buffer for it (a view of every gradient in
         one piece, :class:`gpunn.utils.flat.FlatWeights`), or None for a new array. The offer is taken once, so
-        a layer called twice in a step writes its second gradient elsewhere."""
+        a layer called twice in a step writes its second gradient elsewhere. (So ``layer.grads`` of a trained
+        model are views of that buffer, overwritten by the next step: copy them to keep them.)"""
         return self.grad_targets.pop(name, None)
 
     @property

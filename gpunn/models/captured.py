@@ -21,6 +21,11 @@ per array). The graph is captured at the first batch (whose step the warm-up run
 new arrays since (``set_weights``, loading, freezing a layer) is captured again, and so is a new
 ``fit``'s data. A step that cannot be captured (an operation a graph cannot hold) is said once, in
 a warning, and runs eagerly from then on. On the NumPy backend nothing is captured.
+
+What a graph holds stays fixed, and shared: the loss a replayed batch hands to callbacks
+(``logs["loss"]``) is the graph's buffer, refilled by the next replay -- read it in the callback
+(``float(...)``) rather than keep the array; and the graph keeps the device arrays it gathers from,
+and its memory pool, until the model is compiled again or fitted on other data.
 """
 
 import warnings
@@ -51,20 +56,25 @@ def train_epoch(model, train, totals):
     _begin_epoch(model, train, order)
     for position, rows in enumerate(train.slices):
         step, size = model._captured, rows.stop - rows.start
-        if step and step.source is train and size == step.size and step.still_valid(model):
+        if step and step.gathers_from(train) and size == step.size and step.still_valid(model):
             yield step.replay(totals), size
         else:
-            yield fit_step(model, totals, *train.batch(order, rows), source=(train, order, position)), size
+            last = position == len(train.slices) - 1
+            yield fit_step(model, totals, *train.batch(order, rows), source=(train, order, position), last=last), size
 
 
-def fit_step(model, totals, x, y, sample_weight, source=None):
-    """One batch that is not a replay of the graph as it is: the first (captured now), a smaller one (eager),
-    or one after the weights changed (captured again). ``source``: (adapter, order, position) when the graph
-    is to gather its batches itself."""
+def fit_step(model, totals, x, y, sample_weight, source=None, last=True):
+    """One batch that is not a replay of the graph as it is: the first (captured now), the epoch's last, smaller
+    one (eager), or one after the weights, the data or the batch size changed (captured again). ``source``:
+    (adapter, order, position) when the graph is to gather its batches from the adapter's arrays itself; ``last``:
+    whether the batch is the epoch's last (a generator's batches: not known, so any smaller batch runs eagerly)."""
     step = model._captured
-    if step is False or (step is not None and not step.fits(x, y, sample_weight)):
+    if step is False:
         return eager_step(model, totals, x, y, sample_weight)
-    if step is not None and step.source is None and source is None and step.still_valid(model):
+    same_data = step is not None and (step.gathers_from(source[0]) if source else step.arrays is None)
+    if same_data and last and not step.fits(x, y, sample_weight) and len(x[0]) < step.size:
+        return eager_step(model, totals, x, y, sample_weight)
+    if same_data and step.arrays is None and step.fits(x, y, sample_weight) and step.still_valid(model):
         step.copy_in(x, y, sample_weight)
         return step.replay(totals)
     old, step = step, CapturedStep(model, x, y, sample_weight, source)
@@ -87,7 +97,7 @@ def _begin_epoch(model, train, order):
     step = model._captured
     if isinstance(step, CapturedStep):
         step.total.fill(0)
-        if step.source is train:
+        if step.gathers_from(train):
             step.start_order(order, 0)
 
 
@@ -101,16 +111,24 @@ class CapturedStep:
         self.model, self.shapes, self.size = model, _shapes(x, y, sample_weight), len(x[0])
         self.x, self.y, self.w = [_buffer(a) for a in x], [_buffer(a) for a in y], _buffer(sample_weight)
         self.copy_in(x, y, sample_weight)  # the first batch, for the warm-up
-        self.source = None if source is None else source[0]
-        if self.source is not None:  # where the batch is in the epoch's order (device memory), and the rows
-            self.order, self.offset = xp.empty(self.source.n, dtype=np.int64), xp.zeros(1, dtype=np.int64)
+        self.arrays = None if source is None else _arrays(source[0])  # what the graph gathers its batches from
+        if self.arrays is not None:  # where the batch is in the epoch's order (device memory), and its rows
+            self.order, self.offset = xp.empty(source[0].n, dtype=np.int64), xp.zeros(1, dtype=np.int64)
             self.arange, self.at, self.rows = (xp.arange(self.size, dtype=np.int64) for _ in range(3))
+            self.start_order(source[1], source[2])  # at this batch
         self.graph, self.capturing = graphs.Graph(self._step), False
-        for _ in range(2):
+        state = [getattr(owner, n) for owner, n in model.weight_refs() if n not in owner.trainable_names]
+        kept = [a.copy() for a in state]  # moving statistics: the first batch's step must count once, not twice
+        for warm_up in range(2):
+            if warm_up:
+                for a, value in zip(state, kept):
+                    a[...] = value
             self.first = self.graph.warm_up()  # the first batch's step, for real
         model._apply(self.update)  # (capturing runs nothing)
         self.optimizer, self.schedule = model.optimizer, _schedule(model.optimizer, self.update)
+        self.config = self.optimizer.get_config()  # its numbers are in the graph
         self.total = xp.zeros_like(self.first[1])  # the logs' sums of the batches replayed this epoch
+        self._compile_the_rest()
         self.failed, self.capturing = False, True
         try:
             self.graph.capture()
@@ -119,15 +137,32 @@ class CapturedStep:
                           f"CUDA graph ({type(error).__name__}: {error}); it runs eagerly", stacklevel=4)
             self.failed = True
         self.capturing = False
-        if self.source is not None:
+        if self.arrays is not None:
             self.start_order(source[1], source[2] + 1)  # the next replay gathers the batch after this one
         self.weights = [getattr(owner, n) for owner, n in model.weight_refs()]  # what the graph reads and writes
 
     def __deepcopy__(self, memo):
         return None  # a copy of the model captures its own graph, if it trains with one
 
+    def _compile_the_rest(self):
+        """Run once, eagerly, what only the capture runs (the gather, the running total, the schedule), so that
+        each of their kernels is compiled and loaded before the capture: loading one during it may fail."""
+        if self.arrays is not None:
+            self._gather()
+        self.total += self.first[1]
+        self.total.fill(0)
+        if self.schedule is not None:
+            self.schedule.compile()
+
+    def gathers_from(self, train):
+        """Whether the graph gathers its batches from the arrays of data adapter ``train`` (the same arrays)."""
+        arrays = _arrays(train) if isinstance(train, ArrayBatches) else None
+        return self.arrays is not None and arrays is not None and len(arrays) == len(self.arrays) and all(
+            a is b or (a is not None and b is not None and backend.same_memory(a, b))
+            for a, b in zip(arrays, self.arrays)) and len(self.order) == train.n
+
     def _step(self):
-        if self.capturing and self.source is not None:
+        if self.capturing and self.arrays is not None:
             self._gather()
         loss, y_pred, self.update = self.model._forward_backward(self.x, self.y, self.w)  # update: fixed buffers
         sums = batch_sums(self.model, loss, y_pred, self.y)
@@ -140,11 +175,10 @@ class CapturedStep:
     def _gather(self):
         """In the graph: rows = order[offset : offset + size], each array's rows into the step's buffers; offset
         moves on by size -- all read from and written to device memory, so that every replay takes the next batch."""
-        xp, source = backend.xp, self.source
+        xp = backend.xp
         xp.add(self.offset, self.arange, out=self.at)
         xp.take(self.order, self.at, out=self.rows)
-        arrays = list(source.xs) + (list(source.ys) if source.ys is not None else []) + [source.w]
-        for buffer, a in zip(self.x + self.y + [self.w], arrays):
+        for buffer, a in zip(self.x + self.y + [self.w], self.arrays):
             if buffer is not None:
                 xp.take(a, self.rows, axis=0, out=buffer)
         self.offset += self.size
@@ -152,7 +186,7 @@ class CapturedStep:
     def start_order(self, order, position):
         """Gather from this epoch's ``order`` (None: the samples as they are), from batch ``position`` on."""
         if order is None:
-            self.order[...] = backend.xp.arange(self.source.n, dtype=np.int64)
+            self.order[...] = backend.xp.arange(len(self.order), dtype=np.int64)
         else:
             self.order[...] = order
         self.offset.fill(position * self.size)
@@ -163,7 +197,8 @@ class CapturedStep:
         refs = model.weight_refs()
         return (len(refs) == len(self.weights) and all(getattr(owner, n) is w for (owner, n), w in
                                                         zip(refs, self.weights))
-                and model.optimizer is self.optimizer and (self.schedule is None or self.schedule.still_valid()))
+                and model.optimizer is self.optimizer and self.optimizer.get_config() == self.config
+                and (self.schedule is None or self.schedule.still_valid()))
 
     def fits(self, x, y, sample_weight):
         return _shapes(x, y, sample_weight) == self.shapes
@@ -197,6 +232,13 @@ class DeviceSchedule:
         self.rate, self.step, self.hyper = xp.zeros(1, np.float32), xp.zeros(1, np.int64), xp.ones(3, np.float32)
         self.rate_value = self.step_value = None  # what device memory holds, as the host knows it
 
+    def compile(self):
+        """Load the kernels before the capture: the schedule runs once (it is written again before the first
+        replay), the scheduled updates are looked up in their module (loaded by the eager updates)."""
+        optimizer_ops.optimizer_schedule(self.hyper, self.step, self.rate, *self.optimizer.schedule_betas)
+        for name in ("sgd", "sgd_momentum", "adagrad", "rmsprop", "adam"):
+            kernels.get_kernel("optimizers", f"{name}_update_scheduled")
+
     def update(self, update):
         """In the graph: the next step's numbers, then the update."""
         optimizer_ops.optimizer_schedule(self.hyper, self.step, self.rate, *self.optimizer.schedule_betas)
@@ -229,6 +271,11 @@ def _schedule(optimizer, update):
         return None
     schedule = DeviceSchedule(optimizer, update)
     return schedule if kernels.takes(*flat, *schedule.slots.values()) else None
+
+
+def _arrays(train):
+    """The device arrays an ArrayBatches adapter cuts its batches from: its inputs, targets and sample weights."""
+    return tuple(train.xs) + tuple(train.ys if train.ys is not None else ()) + (train.w,)
 
 
 def _buffer(a):

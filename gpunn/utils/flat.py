@@ -70,6 +70,9 @@ class FlatWeights:
         for (owner, n), view in zip(self.refs, self.weight_views):
             setattr(owner, n, view)
 
+    def __deepcopy__(self, memo):
+        return None  # a copy of a view is an array of its own: a copied model makes its own buffers
+
     @staticmethod
     def can_hold(refs):
         """Whether the weights can share one buffer: at least one, all of one dtype, on one device."""
