@@ -47,14 +47,19 @@ __device__ __forceinline__ float row_sum_exp(const float* __restrict__ zr, float
     return warp_sum(s);
 }
 
+// A warp per row: lane (0..31) of row r. Every warp of a block runs the loop as often as the others (the
+// bound is on the block's first row), so a warp past the last row still meets the others at each shuffle.
+#define FOR_EACH_ROW(rows)                                                                             \
+    const int lane = threadIdx.x % WARP;                                                               \
+    const long long warps = blockDim.x / WARP; /* rows a block works on at once */                      \
+    for (long long first = blockIdx.x * warps, r = first + threadIdx.x / WARP; first < (rows);         \
+         first += (long long)gridDim.x * warps, r = first + threadIdx.x / WARP)
+
 extern "C" {
 
 __global__ void softmax_forward(const float* __restrict__ z, float* __restrict__ a, long long rows,
                                 long long classes) {
-    const int lane = threadIdx.x % WARP;
-    const long long warps = blockDim.x / WARP;  // rows a block works on at once
-    for (long long first = blockIdx.x * warps; first < rows; first += (long long)gridDim.x * warps) {
-        const long long r = first + threadIdx.x / WARP;
+    FOR_EACH_ROW(rows) {
         const bool mine = r < rows;  // else this warp only takes part in the shuffles
         const float* zr = z + (mine ? r : 0) * classes;
         const float m = row_max(zr, classes, lane, mine);
@@ -66,11 +71,8 @@ __global__ void softmax_forward(const float* __restrict__ z, float* __restrict__
 
 __global__ void softmax_backward(const float* __restrict__ a, const float* __restrict__ da, float* __restrict__ dz,
                                  long long rows, long long classes) {
-    const int lane = threadIdx.x % WARP;
-    const long long warps = blockDim.x / WARP;
-    for (long long first = blockIdx.x * warps; first < rows; first += (long long)gridDim.x * warps) {
-        const long long r = first + threadIdx.x / WARP;
-        const bool mine = r < rows;
+    FOR_EACH_ROW(rows) {
+        const bool mine = r < rows;  // else this warp only takes part in the shuffles
         const long long row = (mine ? r : 0) * classes;
         float dot = 0.0f;  // sum_i da_ri a_ri
         for (long long j = lane; mine && j < classes; j += WARP) dot += da[row + j] * a[row + j];
@@ -84,10 +86,7 @@ __global__ void softmax_cross_entropy(const float* __restrict__ z, const long lo
                                       const float* __restrict__ weights, int has_weights,
                                       float* __restrict__ loss_rows, float* __restrict__ dz, long long rows,
                                       long long classes, float inv_batch) {
-    const int lane = threadIdx.x % WARP;
-    const long long warps = blockDim.x / WARP;  // rows a block works on at once
-    for (long long first = blockIdx.x * warps; first < rows; first += (long long)gridDim.x * warps) {
-        const long long r = first + threadIdx.x / WARP;
+    FOR_EACH_ROW(rows) {
         const bool mine = r < rows;  // else this warp only takes part in the shuffles
         const float* zr = z + (mine ? r : 0) * classes;
 
