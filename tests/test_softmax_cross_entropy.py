@@ -59,9 +59,8 @@ def test_kernel_matches_twin(rows, classes, weighted, kernel_device):
         assert np.all(loss[::3] == 0) and np.all(dz[::3] == 0)
 
 
-def test_kernel_keeps_extreme_logits_finite(kernel_device):
-    """Logits of +-80 (e^80 overflows float32) and a spread of 10^4 within a row: no inf, no NaN."""
-    classes = 37
+def extreme_logits(classes=37):
+    """Rows of +-80 (e^80 overflows float32), alternating +-80, a spread of 10^4, one 10^4, and a ramp."""
     z = np.zeros((6, classes), np.float32)
     z[0] = 80
     z[1] = -80
@@ -69,6 +68,12 @@ def test_kernel_keeps_extreme_logits_finite(kernel_device):
     z[3] = rng.uniform(-1e4, 1e4, classes)
     z[4, 5] = 1e4
     z[5] = np.linspace(-80, 80, classes)
+    return z
+
+
+def test_kernel_keeps_extreme_logits_finite(kernel_device):
+    """Logits of +-80 (e^80 overflows float32) and a spread of 10^4 within a row: no inf, no NaN."""
+    z = extreme_logits()
     labels = np.array([3, 0, 1, 7, 5, 36])
     (loss, dz), _ = run_both(kernel_device, z, labels, None)
     assert np.all(np.isfinite(loss)) and np.all(np.isfinite(dz))
