@@ -43,20 +43,24 @@ from benchmarks import gpu_check_report as report
 from benchmarks.gpu_check_report import ROOT
 from benchmarks.gpu_check_runner import Step, count_tests, find_sanitizer, gpu_usable, requirements, run_group
 
-KERNEL_TESTS = tuple(f"tests/test_{name}.py" for name in ("im2col", "epilogue", "gemm", "pooling_kernels",
-                                                          "softmax_kernels", "softmax_cross_entropy", "recurrent",
-                                                          "attention", "optimizers"))
+KERNEL_TESTS = tuple(f"tests/test_{name}.py" for name in ("im2col", "epilogue", "gemm", "gemm_epilogue",
+                                                          "pooling_kernels", "softmax_kernels", "softmax_cross_entropy",
+                                                          "recurrent", "attention", "optimizers"))
 # In these files only the GPU cases of the kernel_device fixture have 'cupy' in their ids. Racecheck and
-# synccheck look at shared memory and barriers, which only the attention and matrix product kernels use:
-# attention with the smallest and largest head size, every sequence-length pair and every mask/causal
-# combination; sgemm on every shape and layout, and with its blocks looping over row tiles.
-SHARED_MEMORY = (("tests/test_attention.py", "tests/test_gemm.py", "-k",
-                  "cupy and ((kernels_match_twin and (-16] or -128])) or kernel_matches_twin or row_tiles)"), 200,
+# synccheck look at shared memory and barriers, which the attention and matrix product kernels use, and the
+# block sums of reduce.cuh (the epilogue's bias gradient, the loss's mean): attention with the smallest and
+# largest head size, every sequence-length pair and every mask/causal combination; sgemm and sgemm_bias_act on
+# every shape and layout, and with blocks looping over row tiles; the two sums over 1 to 1024 blocks.
+SHARED_MEMORY = (("tests/test_attention.py", "tests/test_gemm.py", "tests/test_gemm_epilogue.py",
+                  "tests/test_epilogue.py", "tests/test_softmax_cross_entropy.py", "-k",
+                  "cupy and ((kernels_match_twin and (-16] or -128])) or kernel_matches_twin or row_tiles "
+                  "or summed_the_same_way)"), 300,
                  "Covers the kernels with shared memory and barriers: attention (head sizes 16 and 128, every "
-                 "sequence-length pair, with and without a key mask and causality) and sgemm (every shape and "
-                 "layout of its tests, and its loop over row tiles).")
+                 "sequence-length pair, with and without a key mask and causality), sgemm and sgemm_bias_act (every "
+                 "shape and layout of their tests, and the loop over row tiles), and the block sums of the "
+                 "epilogue's bias gradient and the loss's mean.")
 SANITIZED = {"memcheck": ((*KERNEL_TESTS, "-k", "cupy"), 200,
-                          "Covers every kernel test's GPU case (im2col/col2im, the conv epilogue, the matrix product, "
+                          "Covers every kernel test's GPU case (im2col/col2im, the conv epilogue, the matrix products, "
                           "pooling, softmax and its cross-entropy, the LSTM step, attention, the optimizer "
                           "updates), with CuPy's memory pool off (benchmarks/no_memory_pool.py), so that memcheck "
                           "sees the bounds of each array."),

@@ -6,40 +6,20 @@
 //   A = g(Z)              out : (N, F, P)
 // Without this file that takes 3-4 launches (a transpose written out by the bias add, then
 // ReLU's mask and its maximum); here it is one. Backward, dZ = dA * g'(Z) must go back to the
-// layout of Z, (F, N*P), for the two GEMMs dW2 = dZ . col^T and dcol = W2^T . dZ: one more pass.
+// layout of Z, (F, N*P), for the two GEMMs dW2 = dZ . col^T and dcol = W2^T . dZ: one more pass, which
+// also sums the bias gradient db = sum dZ (what was one more launch).
 //
-// g'(Z) is computed from the output A alone, so nothing else is stored:
-//   linear (0):  a = z                        g' = 1
-//   relu (1):    a = max(z, 0)                g' = 1 if a > 0 else 0    (a > 0 exactly when z > 0)
-//   sigmoid (2): a = (1 + tanh(z/2)) / 2      g' = a (1 - a)            (no exp() that overflows)
-//   tanh (3):    a = tanh(z)                  g' = 1 - a^2
-// with the same operations, in the same order, as the NumPy twins in gpunn/ops/epilogue.py.
+// g'(Z) is computed from the output A alone, so nothing else is stored (activate.cuh).
+// (A small product runs as one kernel with this epilogue in it: sgemm_bias_act, gemm.cu.)
 //
 // Dense's z = x . W is the same thing with F features, N rows and P = 1, once Z is computed
-// as W^T . x^T (F, N). float32 only (training); grid-stride loops, 64-bit indices.
+// as W^T . x^T (F, N). float32 only (training); 64-bit indices.
+
+#include "activate.cuh"
+#include "reduce.cuh"
 
 #define FOR_EACH_ELEMENT(n) \
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < (n); i += (long long)gridDim.x * blockDim.x)
-
-enum Activation { LINEAR = 0, RELU = 1, SIGMOID = 2, TANH = 3 };
-
-__device__ __forceinline__ float activate(float z, int activation) {
-    switch (activation) {
-        case RELU: return z < 0.0f ? 0.0f : z;  // written so that NaN passes, as in NumPy's maximum
-        case SIGMOID: return 0.5f * (1.0f + tanhf(0.5f * z));
-        case TANH: return tanhf(z);
-        default: return z;
-    }
-}
-
-__device__ __forceinline__ float activation_derivative_times(float dy, float a, int activation) {
-    switch (activation) {
-        case RELU: return dy * (a > 0.0f ? 1.0f : 0.0f);  // a product, so a NaN in dy stays NaN
-        case SIGMOID: return dy * a * (1.0f - a);
-        case TANH: return dy * (1.0f - a * a);
-        default: return dy;
-    }
-}
 
 extern "C" {
 
@@ -57,17 +37,30 @@ __global__ void conv_bias_act_forward(const float* __restrict__ zf, const float*
     }
 }
 
-// One thread per element of dzf[f, n*P + p] (j = (f*N + n)*P + p): dZ = dA * g'(Z), from dy[n, f, p]
-// and the forward's out[n, f, p]. The writes are coalesced; the reads are, along each run of P pixels.
+// dZ = dA * g'(Z), from dy[n, f, p] and the forward's out[n, f, p], into dzf[f, n*P + p]; and, when has_bias,
+// the bias gradient in the same pass:  db[f] = sum over n, p of dZ[f, n*P + p]  (the course's db = sum dZ).
+//
+// Each row f of dzf (L = N*P elements) is cut into `chunks` equal segments, one block each (block b: row
+// b / chunks, segment b % chunks). A block writes its segment -- coalesced writes; the reads are coalesced
+// along each run of P pixels -- and adds it up, each thread in registers, then the block; the row's last block
+// to finish adds the row's partial sums and writes db[f]: the same sum on every run (reduce.cuh).
+
 __global__ void conv_bias_act_backward(const float* __restrict__ dy, const float* __restrict__ out,
-                                       float* __restrict__ dzf, long long F, long long N, long long P,
-                                       int activation) {
-    FOR_EACH_ELEMENT(F * N * P) {
-        const long long p = i % P;
-        const long long n = (i / P) % N;
-        const long long f = i / (P * N);
-        const long long k = (n * F + f) * P + p;
-        dzf[i] = activation_derivative_times(dy[k], out[k], activation);
+                                       float* __restrict__ dzf, float* __restrict__ db, int has_bias,
+                                       float* __restrict__ partials, int* __restrict__ counters, long long F,
+                                       long long N, long long P, int activation, long long chunks) {
+    const long long L = N * P, f = blockIdx.x / chunks, c = blockIdx.x % chunks;
+    const long long segment = (L + chunks - 1) / chunks, end = (c + 1) * segment < L ? (c + 1) * segment : L;
+    float sum = 0.0f;
+    for (long long j = c * segment + threadIdx.x; j < end; j += blockDim.x) {
+        const long long n = j / P, p = j % P, k = (n * F + f) * P + p;
+        const float dz = activation_derivative_times(dy[k], out[k], activation);
+        dzf[f * L + j] = dz;
+        sum += dz;
     }
+    if (!has_bias) return;  // the same for every thread of the launch: no __syncthreads is left waiting
+    float total;
+    if (sum_of_blocks(block_sum(sum), partials + f * chunks, c, chunks, counters + f, &total) && threadIdx.x == 0)
+        db[f] = total;
 }
 }

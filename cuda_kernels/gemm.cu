@@ -27,6 +27,8 @@
 // order, in fp32: no atomics, the same result on every run. Grid: (ceil(N / 64), min(ceil(M / 64),
 // 65535)); blocks loop over row tiles (a grid-stride loop in y), since gridDim.y stops at 65535.
 
+#include "activate.cuh"
+
 #define TILE 64     // rows and columns of C per block
 #define TILE_K 16   // K-slices per shared-memory tile
 #define THREADS 256 // threads per block: a 16 x 16 grid of threads, each owning 4 x 4 elements
@@ -51,11 +53,12 @@ __device__ __forceinline__ void load_tile(float (*tile)[TILE + PAD], const float
     }
 }
 
-extern "C" {
-
-__global__ void sgemm(const float* __restrict__ A, const float* __restrict__ B, float* __restrict__ C, long long M,
-                      long long N, long long K, long long a_row, long long a_col, long long b_row, long long b_col,
-                      float beta) {
+// C = A . B tile by tile; store(i, j, value) writes each element of C, inside M x N: what the kernels below
+// do with C is theirs (a plain store, an add, the epilogue of a layer).
+template <typename Store>
+__device__ __forceinline__ void gemm_tiles(const float* __restrict__ A, const float* __restrict__ B, long long M,
+                                           long long N, long long K, long long a_row, long long a_col,
+                                           long long b_row, long long b_col, Store store) {
     __shared__ float As[TILE_K][TILE + PAD];  // As[k][i] = A[i0 + i, k0 + k]
     __shared__ float Bs[TILE_K][TILE + PAD];  // Bs[k][j] = B[k0 + k, j0 + j]
     const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
@@ -93,9 +96,31 @@ __global__ void sgemm(const float* __restrict__ A, const float* __restrict__ B, 
 #pragma unroll
             for (int c = 0; c < PER; ++c) {
                 const long long j = j0 + tx + 16 * c;
-                if (i < M && j < N) C[i * N + j] = beta != 0.0f ? acc[r][c] + beta * C[i * N + j] : acc[r][c];
+                if (i < M && j < N) store(i, j, acc[r][c]);
             }
         }
     }
+}
+
+extern "C" {
+
+__global__ void sgemm(const float* __restrict__ A, const float* __restrict__ B, float* __restrict__ C, long long M,
+                      long long N, long long K, long long a_row, long long a_col, long long b_row, long long b_col,
+                      float beta) {
+    gemm_tiles(A, B, M, N, K, a_row, a_col, b_row, b_col, [&](long long i, long long j, float v) {
+        C[i * N + j] = beta != 0.0f ? v + beta * C[i * N + j] : v;
+    });
+}
+
+// A layer's forward in one launch, the product and its epilogue (epilogue.cu's conv_bias_act_forward):
+//   out[n, f, p] = g(C[f, n*P + p] + bias[f])      C = A . B (M = F rows, N = images * P columns)
+// Conv2D's A = g(W2 . col + b) in its (images, F, P) layout; Dense's, with P = 1, from W^T . x^T.
+__global__ void sgemm_bias_act(const float* __restrict__ A, const float* __restrict__ B,
+                               const float* __restrict__ bias, int has_bias, float* __restrict__ out, long long M,
+                               long long N, long long K, long long a_row, long long a_col, long long b_row,
+                               long long b_col, long long P, int activation) {
+    gemm_tiles(A, B, M, N, K, a_row, a_col, b_row, b_col, [&](long long i, long long j, float v) {
+        out[((j / P) * M + i) * P + j % P] = activate(v + (has_bias ? bias[i] : 0.0f), activation);
+    });
 }
 }

@@ -11,13 +11,17 @@
 //     lse_r    = M_r + log S_r                               = log sum_j e^z_rj
 //     loss_r   = w_r (lse_r - z_{r, y_r})                    = -w_r log softmax(z_r)_{y_r}
 //     dz_rj    = w_r (softmax(z_r)_j - [j == y_r]) / m       softmax(z_r)_j = e^(z_rj - lse_r)
-// inv_batch is 1/m. The mean loss J = 1/m sum_r loss_r is one reduction more, in Python.
+// inv_batch is 1/m. The mean J = 1/m sum_r loss_r is summed in the same launch, the same way on every run:
+// each block adds its rows' losses, and the last block to finish adds the blocks' sums (reduce.cuh: `partials`
+// holds gridDim.x floats, `counter` is at 0) and writes J to loss_mean[0].
 // A label outside [0, k) gives a NaN loss (never a read outside the row).
 //
 // One warp (32 threads) per row: lane l reads the classes l, l + 32, l + 64, ..., and the lanes then
 // combine their maxima and their sums with __shfl_xor_sync (a butterfly: after 5 exchanges every
 // lane holds the row's total). The loop over rows has the same bounds for every thread of a block,
 // and a warp past the last row still runs it (reading nothing), so the whole block meets at each shuffle.
+
+#include "reduce.cuh"
 
 #define WARP 32
 #define INF_F __int_as_float(0x7f800000)  // +infinity (NVRTC has no INFINITY macro)
@@ -84,8 +88,10 @@ __global__ void softmax_backward(const float* __restrict__ a, const float* __res
 
 __global__ void softmax_cross_entropy(const float* __restrict__ z, const long long* __restrict__ labels,
                                       const float* __restrict__ weights, int has_weights,
-                                      float* __restrict__ loss_rows, float* __restrict__ dz, long long rows,
-                                      long long classes, float inv_batch) {
+                                      float* __restrict__ loss_rows, float* __restrict__ dz,
+                                      float* __restrict__ loss_mean, float* __restrict__ partials,
+                                      int* __restrict__ counter, long long rows, long long classes, float inv_batch) {
+    float sum = 0.0f;  // lane 0: the losses of this warp's rows
     FOR_EACH_ROW(rows) {
         const bool mine = r < rows;  // else this warp only takes part in the shuffles
         const float* zr = z + (mine ? r : 0) * classes;
@@ -96,10 +102,17 @@ __global__ void softmax_cross_entropy(const float* __restrict__ z, const long lo
 
         const long long y = labels[r];
         const float w = has_weights ? weights[r] : 1.0f;
-        if (lane == 0) loss_rows[r] = 0 <= y && y < classes ? w * (lse - zr[y]) : NAN_F;
+        const float loss = 0 <= y && y < classes ? w * (lse - zr[y]) : NAN_F;
+        if (lane == 0) {
+            loss_rows[r] = loss;
+            sum += loss;
+        }
         const float scale = w * inv_batch;
         for (long long j = lane; j < classes; j += WARP)
             dz[r * classes + j] = scale * (expf(zr[j] - lse) - (j == y ? 1.0f : 0.0f));
     }
+    float total;
+    if (sum_of_blocks(block_sum(sum), partials, blockIdx.x, gridDim.x, counter, &total) && threadIdx.x == 0)
+        loss_mean[0] = total * inv_batch;
 }
 }

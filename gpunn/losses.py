@@ -189,8 +189,8 @@ class SparseCategoricalCrossentropy(Loss):
         self.labels, self.a = self._read_labels(y_true, z, sample_weight, mask), a
         self.dz = None
         if kernels.takes(z):  # on the GPU: the loss of each row and dJ/dZ in one kernel
-            loss_rows, self.dz = loss_ops.softmax_cross_entropy(z, self.labels, self.row_weights(z.shape[:-1]))
-            return loss_rows.mean()
+            _, loss, self.dz = loss_ops.softmax_cross_entropy(z, self.labels, self.row_weights(z.shape[:-1]))
+            return loss  # J, summed by the kernel too
         picked = xp.take_along_axis(z, self.labels[..., None], axis=-1)[..., 0]
         return self.weighted(_logsumexp(z) - picked).mean()
 

@@ -12,9 +12,11 @@
 //     loops whose bounds are the same for every thread of the block).
 //   - Kernels without __syncthreads() or shuffles run their threads one by one, which is the same
 //     result for any kernel whose threads write disjoint elements (all of gpunn's).
+//   - atomicAdd on an int and __threadfence(): enough for a last-block reduction (epilogue.cu).
 // What this cannot show: speed, races between blocks, and what only the GPU compiler
 // rejects (NVRTC compiles the same sources in tests/test_kernels_compile.py).
 
+#include <atomic>
 #include <barrier>
 #include <cmath>
 #include <cstddef>
@@ -58,6 +60,11 @@ inline float __shfl_xor_sync(unsigned, float value, int lane_mask, int = 32) {
     __syncthreads();  // nobody overwrites a slot before its partner has read it
     return partner;
 }
+
+// Blocks run one after another here, so a block that takes a ticket with atomicAdd sees every earlier block's
+// writes; the atomic and the fence matter only for the threads of one block on OS threads.
+inline int atomicAdd(int* address, int value) { return std::atomic_ref<int>(*address).fetch_add(value); }
+inline void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
 
 inline float __int_as_float(int i) {
     float f;

@@ -46,7 +46,7 @@ GUARD = 0 if ASAN else 1024  # elements of guard band on each side of every arra
 # Kernels that read some arrays through element strides they are given (sgemm's A[i * a_row + k * a_col]):
 # these arguments may be views of any layout, as a GPU takes them (the pointer to their element [0, 0]).
 # The runner copies the memory such a view spans, so the guards sit past its lowest and highest element.
-STRIDED = {"sgemm": (0, 1)}
+STRIDED = {"sgemm": (0, 1), "sgemm_bias_act": (0, 1)}
 _BUILD = Path(tempfile.mkdtemp(prefix="gpunn-host-cuda-"))
 atexit.register(shutil.rmtree, _BUILD, True)
 

@@ -7,8 +7,9 @@ import pytest
 import gpunn.backend as backend
 from gpunn import activations
 from gpunn.backend import kernels
+from gpunn.ops import epilogue
 from gpunn.ops.epilogue import (activation_code, bias_act_backward, bias_act_forward, conv_bias_act_backward_cpu,
-                                conv_bias_act_backward_gpu, conv_bias_act_forward_cpu, conv_bias_act_forward_gpu)
+                                conv_bias_act_forward_cpu, conv_bias_act_forward_gpu)
 
 rng = np.random.default_rng(17)
 NAMES = ["linear", "relu", "sigmoid", "tanh"]
@@ -21,11 +22,13 @@ def test_twins_are_the_activation_with_a_transpose(name):
     zf, bias, dy = rng.standard_normal((F, N * P)), rng.standard_normal(F), rng.standard_normal((N, F, P))
     activation = activations.get(name)
     a = activation.forward(zf.reshape(F, N, P).transpose(1, 0, 2) + bias[:, None])
-    out, dzf = np.full((N, F, P), np.nan), np.full((F, N * P), np.nan)
+    out, dzf, db = np.full((N, F, P), np.nan), np.full((F, N * P), np.nan), np.full(F, np.nan)
     conv_bias_act_forward_cpu(zf, bias, 1, out, F, N, P, activation_code(activation))
     np.testing.assert_allclose(out, a, rtol=1e-15)
-    conv_bias_act_backward_cpu(dy, out, dzf, F, N, P, activation_code(activation))
-    np.testing.assert_allclose(dzf, activation.backward(dy).transpose(1, 0, 2).reshape(F, -1), rtol=1e-14)
+    conv_bias_act_backward_cpu(dy, out, dzf, db, 1, None, None, F, N, P, activation_code(activation), 1)
+    dz = activation.backward(dy)
+    np.testing.assert_allclose(dzf, dz.transpose(1, 0, 2).reshape(F, -1), rtol=1e-14)
+    np.testing.assert_allclose(db, dz.sum(axis=(0, 2)), rtol=1e-13)
 
 
 def test_only_known_unfused_activations_have_a_code():
@@ -60,28 +63,51 @@ def test_kernels_match_twins_with_poisoned_outputs(F, N, P, kernel_device):
             expected = np.empty((N, F, P), np.float32)
             conv_bias_act_forward_cpu(zf, bias if b is None else b, int(b is not None), expected, F, N, P, code)
             np.testing.assert_allclose(out, expected, rtol=1e-6, atol=1e-7)  # tanh: a few ulps apart
-            dzf = dev.to_numpy(bias_act_backward(dev.asarray(dy), dev.asarray(expected), code))
+            dzf, db = bias_act_backward(dev.asarray(dy), dev.asarray(expected), code, b is not None)
             expected_dzf = np.empty((F, N * P), np.float32)
-            conv_bias_act_backward_cpu(dy, expected, expected_dzf, F, N, P, code)
-            np.testing.assert_array_equal(dzf, expected_dzf)
+            conv_bias_act_backward_cpu(dy, expected, expected_dzf, None, 0, None, None, F, N, P, code, 1)
+            np.testing.assert_array_equal(dev.to_numpy(dzf), expected_dzf)
+            if b is None:
+                assert db is None
+            else:  # summed in another order than NumPy's
+                np.testing.assert_allclose(dev.to_numpy(db), expected_dzf.sum(axis=1, dtype=np.float64), rtol=1e-5,
+                                           atol=1e-5)
 
 
-def test_grid_stride_loops_cover_more_work_than_threads(kernel_device, monkeypatch):
+@pytest.mark.parametrize("chunks", [1, 2, 7, 64])
+def test_the_bias_gradient_is_summed_the_same_way_every_time_and_leaves_the_counters_at_zero(chunks, kernel_device,
+                                                                                             monkeypatch):
+    """Rows cut into `chunks` blocks (of unequal lengths: 3 * 257 = 771 elements a row), each adding its part, the
+    last to finish adding theirs: the same bits on every run, and the counters back at 0 for the next launch."""
+    monkeypatch.setattr(epilogue, "row_chunks", lambda F, L: chunks)
+    dev = kernel_device
+    F, N, P = 5, 3, 257
+    dy = rng.standard_normal((N, F, P)).astype(np.float32)
+    out = rng.standard_normal((N, F, P)).astype(np.float32)
+    runs = [dev.to_numpy(bias_act_backward(dev.asarray(dy), dev.asarray(out), epilogue.RELU, True)[1])
+            for _ in range(3)]
+    expected = (dy * (out > 0)).sum(axis=(0, 2), dtype=np.float64)
+    np.testing.assert_allclose(runs[0], expected, rtol=1e-5, atol=1e-5)
+    for run in runs[1:]:
+        np.testing.assert_array_equal(run, runs[0])
+    assert not dev.to_numpy(kernels.block_counters(F)).any()
+    target = dev.asarray(np.full(F, np.nan, np.float32))  # the trainer's buffer: written in place
+    dzf, db = bias_act_backward(dev.asarray(dy), dev.asarray(out), epilogue.RELU, True, target)
+    assert db is target
+    np.testing.assert_array_equal(dev.to_numpy(target), runs[0])
+
+
+def test_the_forward_grid_stride_loop_covers_more_work_than_threads(kernel_device, monkeypatch):
     """With the grid capped at 2 blocks, every thread loops over many elements, and all are written."""
     launch = kernels.launch
     monkeypatch.setattr(kernels, "launch", lambda *a, **kw: launch(*a, **{**kw, "max_blocks": 2}))
     dev = kernel_device
     F, N, P = 6, 13, 25
     zf, bias = rng.standard_normal((F, N * P)).astype(np.float32), rng.standard_normal(F).astype(np.float32)
-    dy = rng.standard_normal((N, F, P)).astype(np.float32)
     out, expected = backend.xp.empty((N, F, P), dtype=np.float32), np.empty((N, F, P), np.float32)
     conv_bias_act_forward_gpu(dev.asarray(zf), dev.asarray(bias), 1, out, F, N, P, 1)
     conv_bias_act_forward_cpu(zf, bias, 1, expected, F, N, P, 1)
     np.testing.assert_array_equal(dev.to_numpy(out), expected)
-    dzf, expected_dzf = backend.xp.empty((F, N * P), dtype=np.float32), np.empty((F, N * P), np.float32)
-    conv_bias_act_backward_gpu(dev.asarray(dy), dev.asarray(expected), dzf, F, N, P, 1)
-    conv_bias_act_backward_cpu(dy, expected, expected_dzf, F, N, P, 1)
-    np.testing.assert_array_equal(dev.to_numpy(dzf), expected_dzf)
 
 
 def test_backward_takes_a_strided_gradient_and_leaves_it_alone(kernel_device):
@@ -89,7 +115,7 @@ def test_backward_takes_a_strided_gradient_and_leaves_it_alone(kernel_device):
     out = dev.asarray(rng.standard_normal((3, 4, 5)).astype(np.float32))
     dy = dev.asarray(rng.standard_normal((3, 4, 10)).astype(np.float32))[:, :, ::2]  # not contiguous
     before = dev.to_numpy(dy).copy()
-    dzf = dev.to_numpy(bias_act_backward(dy, out, 1))
+    dzf = dev.to_numpy(bias_act_backward(dy, out, 1)[0])
     np.testing.assert_array_equal(dev.to_numpy(dy), before)
     np.testing.assert_array_equal(dzf, (before * (dev.to_numpy(out) > 0)).transpose(1, 0, 2).reshape(4, -1))
 

@@ -109,7 +109,7 @@ MODELS = {
     "sequence": (sequence_model, "adam", {"embedding_backward", "lstm_step_forward", "lstm_step_backward",
                                           "attention_forward_32", "attention_backward_dq_32", "attention_backward_dkv_32",
                                           "softmax_forward", "adam_update"}),
-    "image": (image_model, "sgd", {"im2col_forward_float", "col2im_backward_float", "conv_bias_act_forward",
+    "image": (image_model, "sgd", {"im2col_forward_float", "col2im_backward_float", "sgemm_bias_act",
                                    "conv_bias_act_backward", "max_pool_forward_float", "max_pool_backward_float",
                                    "avg_pool_forward_float", "avg_pool_backward_float", "softmax_forward",
                                    "sgd_update"}),

@@ -43,7 +43,8 @@ SOURCES = sorted(Path(kernels.kernel_dir()).glob("*.cu"))
 def compile_with_nvrtc(path, *options):
     """(status, log) of NVRTC compiling ``path`` with gpunn's options and ``options``."""
     program = ctypes.c_void_p()
-    assert NVRTC.nvrtcCreateProgram(ctypes.byref(program), path.read_bytes(), path.name.encode(), 0, None, None) == 0
+    code = kernels.source(path.stem).encode()  # what gpunn gives NVRTC: its headers pasted in
+    assert NVRTC.nvrtcCreateProgram(ctypes.byref(program), code, path.name.encode(), 0, None, None) == 0
     options = [o.encode() for o in (*kernels.NVRTC_OPTIONS, *options)]
     status = NVRTC.nvrtcCompileProgram(program, len(options), (ctypes.c_char_p * len(options))(*options))
     size = ctypes.c_size_t()

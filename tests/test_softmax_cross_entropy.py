@@ -26,22 +26,23 @@ def course_formula(z, labels, weights):
 def test_twin_is_the_course_formula(rows, classes):
     z = rng.standard_normal((rows, classes)) * 3
     labels, weights = rng.integers(0, classes, rows), rng.random(rows)
-    loss, dz = np.empty(rows), np.empty((rows, classes))
-    loss_ops.softmax_cross_entropy_cpu(z, labels, weights, loss, dz)
+    loss, dz, mean = np.empty(rows), np.empty((rows, classes)), np.empty(1)
+    loss_ops.softmax_cross_entropy_cpu(z, labels, weights, loss, dz, mean, None, None)
     expected_loss, expected_dz = course_formula(z, labels, weights)
     np.testing.assert_allclose(loss, expected_loss, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(dz, expected_dz, rtol=1e-12, atol=1e-14)
-    loss_ops.softmax_cross_entropy_cpu(z, labels, None, loss, dz)  # no weights: all ones
+    np.testing.assert_allclose(mean, expected_loss.mean(), rtol=1e-12)
+    loss_ops.softmax_cross_entropy_cpu(z, labels, None, loss, dz, mean, None, None)  # no weights: all ones
     np.testing.assert_allclose(loss, course_formula(z, labels, np.ones(rows))[0], rtol=1e-12)
 
 
 def run_both(dev, z, labels, weights):
-    """The kernel's (loss_rows, dz) through the dispatcher -- outputs start as NaN -- and the twin's, in float32."""
-    loss, dz = loss_ops.softmax_cross_entropy(dev.asarray(z), dev.asarray(labels),
-                                              None if weights is None else dev.asarray(weights))
-    ref_loss, ref_dz = np.empty(len(z), np.float32), np.empty_like(z)
-    loss_ops.softmax_cross_entropy_cpu(z, labels, weights, ref_loss, ref_dz)
-    return (dev.to_numpy(loss), dev.to_numpy(dz)), (ref_loss, ref_dz)
+    """The kernel's (loss_rows, J, dz) through the dispatcher -- outputs start as NaN -- and the twin's, in float32."""
+    loss, mean, dz = loss_ops.softmax_cross_entropy(dev.asarray(z), dev.asarray(labels),
+                                                    None if weights is None else dev.asarray(weights))
+    ref_loss, ref_dz, ref_mean = np.empty(len(z), np.float32), np.empty_like(z), np.empty(1, np.float32)
+    loss_ops.softmax_cross_entropy_cpu(z, labels, weights, ref_loss, ref_dz, ref_mean, None, None)
+    return (dev.to_numpy(loss), dev.to_numpy(mean), dev.to_numpy(dz)), (ref_loss, ref_mean.reshape(()), ref_dz)
 
 
 @pytest.mark.parametrize("rows, classes", [(1, 2), (37, 10), (1031, 10), (1000, 2), (37, 33), (1, 1000), (70, 1000)])
@@ -52,8 +53,9 @@ def test_kernel_matches_twin(rows, classes, weighted, kernel_device):
     weights = rng.random(rows).astype(np.float32) if weighted else None
     if weighted:
         weights[::3] = 0  # masked rows: no share of the loss, no gradient
-    (loss, dz), (ref_loss, ref_dz) = run_both(kernel_device, z, labels, weights)
+    (loss, mean, dz), (ref_loss, ref_mean, ref_dz) = run_both(kernel_device, z, labels, weights)
     np.testing.assert_allclose(loss, ref_loss, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(mean, ref_mean, rtol=1e-5)
     np.testing.assert_allclose(dz, ref_dz, rtol=1e-4, atol=1e-6 / rows)
     if weighted:
         assert np.all(loss[::3] == 0) and np.all(dz[::3] == 0)
@@ -75,7 +77,7 @@ def test_kernel_keeps_extreme_logits_finite(kernel_device):
     """Logits of +-80 (e^80 overflows float32) and a spread of 10^4 within a row: no inf, no NaN."""
     z = extreme_logits()
     labels = np.array([3, 0, 1, 7, 5, 36])
-    (loss, dz), _ = run_both(kernel_device, z, labels, None)
+    (loss, _, dz), _ = run_both(kernel_device, z, labels, None)
     assert np.all(np.isfinite(loss)) and np.all(np.isfinite(dz))
     z64 = z.astype(np.float64)  # log softmax = z - logsumexp(z): a softmax of 0 (e^-10^4) has a finite log
     lse = z64.max(1) + np.log(np.exp(z64 - z64.max(1, keepdims=True)).sum(1))
@@ -87,9 +89,27 @@ def test_kernel_keeps_extreme_logits_finite(kernel_device):
 
 def test_kernel_gives_nan_loss_for_a_label_out_of_range(kernel_device):
     z = rng.standard_normal((3, 4)).astype(np.float32)
-    loss, _ = loss_ops.softmax_cross_entropy(kernel_device.asarray(z), kernel_device.asarray(np.array([0, 4, -1])))
+    loss, mean, _ = loss_ops.softmax_cross_entropy(kernel_device.asarray(z),
+                                                   kernel_device.asarray(np.array([0, 4, -1])))
     loss = kernel_device.to_numpy(loss)
-    assert np.isfinite(loss[0]) and np.isnan(loss[1]) and np.isnan(loss[2])
+    assert np.isfinite(loss[0]) and np.isnan(loss[1]) and np.isnan(loss[2]) and np.isnan(kernel_device.to_numpy(mean))
+
+
+@pytest.mark.parametrize("blocks", [1, 3, 1024])
+def test_the_mean_is_summed_the_same_way_every_time(blocks, kernel_device, monkeypatch):
+    """1031 rows on `blocks` blocks at most (grid-stride rows, then the blocks' sums added by the last block):
+    the same bits on every run, and the counter back at 0."""
+    from gpunn.backend import kernels
+
+    monkeypatch.setattr(loss_ops, "BLOCKS", blocks)
+    dev = kernel_device
+    z = (rng.standard_normal((1031, 10)) * 4).astype(np.float32)
+    labels = rng.integers(0, 10, 1031)
+    runs = [run_both(dev, z, labels, None) for _ in range(3)]
+    (loss, mean, _), (ref_loss, ref_mean, _) = runs[0]
+    np.testing.assert_allclose(mean, ref_loss.astype(np.float64).mean(), rtol=1e-5)
+    assert all(run[0][1] == mean for run in runs)
+    assert not dev.to_numpy(kernels.block_counters(1)).any()
 
 
 CASES = {  # (logits shape, labels shape, sample_weight shape or None, mask, ignore_class)

@@ -12,7 +12,10 @@ compiled at import.
 """
 
 import functools
+import re
 from pathlib import Path
+
+import numpy as np
 
 import gpunn.backend as backend
 
@@ -33,12 +36,14 @@ def kernel_dir():
 
 
 def source(family):
-    """The CUDA C source of ``cuda_kernels/<family>.cu``."""
+    """The CUDA C source of ``cuda_kernels/<family>.cu``, with the headers it includes from ``cuda_kernels/``
+    (``#include "reduce.cuh"``) pasted in: NVRTC is given one string."""
     path = kernel_dir() / f"{family}.cu"
     if not path.is_file():
         known = sorted(p.stem for p in kernel_dir().glob("*.cu"))
         raise FileNotFoundError(f"No CUDA kernel family {family!r}; known families: {', '.join(known)}")
-    return path.read_text()
+    return re.sub(r'^#include "(\w+\.cuh)"$', lambda m: (kernel_dir() / m.group(1)).read_text(), path.read_text(),
+                  flags=re.MULTILINE)
 
 
 @functools.lru_cache(maxsize=None)
@@ -69,6 +74,26 @@ def launch(family, name, n, args, block=256, max_blocks=1 << 20):
     """Run kernel ``name`` over ``n`` work items (the kernels use grid-stride loops, so the grid may be capped)."""
     if n:
         get_kernel(family, name)((min(grid(n, block), max_blocks),), (block,), tuple(args))
+
+
+_counters = {}  # (backend, device) -> int32 zeros: the tickets of last-block reductions
+
+
+def block_counters(n):
+    """At least ``n`` int32 zeros on the device, for a kernel whose last block to finish a piece of work
+    finishes it (epilogue.cu's bias gradient), counting the blocks done with atomicAdd. One array per device,
+    shared: kernels run one after another on a stream, and each sets the counters it used back to 0."""
+    key = (backend.name, backend.device_id)
+    counters = _counters.get(key)
+    if counters is None or counters.size < n:
+        if backend.is_gpu():  # from the default pool, not a graph's (the array outlives any graph)
+            cupy = backend._cupy
+            with cupy.cuda.using_allocator(cupy.get_default_memory_pool().malloc):
+                counters = cupy.zeros(max(n, 4096), dtype=np.int32)
+        else:  # tests/host_cuda.py runs the kernels on NumPy arrays
+            counters = np.zeros(max(n, 4096), dtype=np.int32)
+        _counters[key] = counters
+    return counters
 
 
 def on_gpu(*arrays):

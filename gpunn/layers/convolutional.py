@@ -8,8 +8,8 @@ from gpunn import activations
 from gpunn.backend import kernels
 from gpunn.layers.base import config_of
 from gpunn.layers.image import ImageLayer
-from gpunn.ops.epilogue import activation_code, bias_act_backward, bias_act_forward
-from gpunn.ops.gemm import product
+from gpunn.ops.epilogue import activation_code, bias_act_backward
+from gpunn.ops.gemm import product, product_bias_act
 from gpunn.ops.im2col import (Geometry, col2im, conv_output_size, gradient_as_convolution_pays, im2col,
                               input_gradient_as_convolution, resolve_padding)
 
@@ -66,7 +66,8 @@ class Conv2D(ImageLayer):
 
     Forward and both gradients are each one 2-D matrix product over the whole batch. On a GPU, the
     bias, a linear/relu/sigmoid/tanh activation and the change of layout are one kernel each way
-    (``gpunn.ops.epilogue``), with g'(Z) read off the output A.
+    (``gpunn.ops.epilogue``), with g'(Z) read off the output A, and db summed by the backward one; a
+    small forward product is in that kernel too (``gpunn.ops.gemm.product_bias_act``).
     Output size per axis: floor((size + padding - dilation*(k - 1) - 1) / stride) + 1.
 
     Args:
@@ -125,11 +126,12 @@ class Conv2D(ImageLayer):
     def forward_channels_first(self, x, training=False):
         self.g = g = self.geometry(x.shape)
         self.col = im2col(x, g)
-        zf = product(self.kernel.reshape(self.filters, -1), self.col)  # (F, N*OH*OW)
-        self.epilogue = activation_code(self.activation) if kernels.on_gpu(zf) else None
-        if self.epilogue is not None:  # on a GPU: bias, activation and layout in one kernel (ops/epilogue.py)
-            self.a = bias_act_forward(zf, self.bias if self.use_bias else None, g.N, self.epilogue)
+        w2 = self.kernel.reshape(self.filters, -1)
+        self.epilogue = activation_code(self.activation) if kernels.on_gpu(self.col) else None
+        if self.epilogue is not None:  # on a GPU: bias, activation and layout in one kernel, with the product if small
+            self.a = product_bias_act(w2, self.col, self.bias if self.use_bias else None, g.N, self.epilogue)
             return self.a.reshape(g.N, self.filters, g.OH, g.OW)
+        zf = product(w2, self.col)  # (F, N*OH*OW)
         z = zf.reshape(self.filters, g.N, g.OH, g.OW).transpose(1, 0, 2, 3)  # (N, F, OH, OW): a view, written out by the bias add
         z = z + self.bias[:, None, None] if self.use_bias else backend.get_array_module(z).ascontiguousarray(z)
         return self.activation.forward(z)
@@ -137,13 +139,14 @@ class Conv2D(ImageLayer):
     def backward_channels_first(self, dy):
         g = self.g
         xp = backend.get_array_module(dy)
-        if self.epilogue is not None:
-            dz = bias_act_backward(dy, self.a, self.epilogue)  # g'(Z) read off A; (F, N*OH*OW), like Z
+        if self.epilogue is not None:  # g'(Z) read off A; dZ (F, N*OH*OW), like Z, and db = sum dZ in one kernel
+            dz, db = bias_act_backward(dy, self.a, self.epilogue, self.use_bias, self.grad_out("bias"))
         else:
             dz = self.activation.backward(dy)  # (N, F, OH, OW)
             dz = xp.ascontiguousarray(dz.transpose(1, 0, 2, 3)).reshape(self.filters, -1)  # (F, N*OH*OW), like Z
+            db = dz.sum(axis=1, out=self.grad_out("bias")) if self.use_bias else None
         if self.use_bias:
-            self.grads["bias"] = dz.sum(axis=1, out=self.grad_out("bias"))
+            self.grads["bias"] = db
         target = self.grad_out("kernel")  # the trainer's buffer for dW, or None
         dw = product(dz, self.col.T, out=None if target is None else target.reshape(self.filters, -1))
         self.grads["kernel"] = dw.reshape(self.kernel.shape)

@@ -13,8 +13,8 @@ import gpunn.backend as backend
 from gpunn import activations
 from gpunn.backend import kernels
 from gpunn.layers.base import Layer, config_of
-from gpunn.ops.epilogue import activation_code, bias_act_backward, bias_act_forward
-from gpunn.ops.gemm import product
+from gpunn.ops.epilogue import LINEAR, activation_code, bias_act_backward
+from gpunn.ops.gemm import product, product_bias_act
 
 
 class Dense(Layer):
@@ -81,23 +81,28 @@ class Dense(Layer):
             raise ValueError(f"Layer '{self.name}' expects inputs with {self.kernel.shape[0]} features on the last axis; "
                              f"received an array of shape {tuple(x.shape)}")
         self.x = x
+        x2d, shape = x.reshape(-1, x.shape[-1]), x.shape[:-1] + (self.units,)
         self.epilogue = activation_code(self.activation) if kernels.on_gpu(x) else None
-        if self.epilogue is not None:  # on a GPU: Z^T = W^T . X^T, then b and g in one kernel (ops/epilogue.py)
-            zf = product(self.kernel.T, x.reshape(-1, x.shape[-1]).T)  # (units, m)
-            self.a = bias_act_forward(zf, self.bias if self.use_bias else None, zf.shape[1], self.epilogue)
-            return self.a.reshape(x.shape[:-1] + (self.units,))
-        z = product(x.reshape(-1, x.shape[-1]), self.kernel).reshape(x.shape[:-1] + (self.units,))
-        if self.use_bias:
-            z += self.bias
+        bias = self.bias if self.use_bias else None
+        if self.epilogue is not None:  # on a GPU: Z^T = W^T . X^T, with b and g in the same kernel or the next
+            self.a = product_bias_act(self.kernel.T, x2d.T, bias, x2d.shape[0], self.epilogue)  # (m, units, 1)
+            return self.a.reshape(shape)
+        if bias is not None and kernels.on_gpu(x):  # the same, b alone (g is one the epilogue has not: softmax)
+            z = product_bias_act(self.kernel.T, x2d.T, bias, x2d.shape[0], LINEAR).reshape(shape)
+        else:
+            z = product(x2d, self.kernel).reshape(shape)
+            if self.use_bias:
+                z += self.bias
         return self.activation.forward(z)
 
     def backward(self, dy):
         x2d = self.x.reshape(-1, self.x.shape[-1])
         if self.epilogue is not None:
-            dzf = bias_act_backward(dy.reshape(self.a.shape), self.a, self.epilogue)  # dZ^T (units, m), g' off A
+            dzf, db = bias_act_backward(dy.reshape(self.a.shape), self.a, self.epilogue, self.use_bias,
+                                        self.grad_out("bias"))  # dZ^T (units, m), g' off A, and db = sum dZ
             self.grads["kernel"] = product(x2d.T, dzf.T, out=self.grad_out("kernel"))
             if self.use_bias:
-                self.grads["bias"] = dzf.sum(axis=1, out=self.grad_out("bias"))
+                self.grads["bias"] = db
             return product(dzf.T, self.kernel.T).reshape(self.x.shape)
         dz2d = self.activation.backward(dy).reshape(-1, self.units)
         self.grads["kernel"] = product(x2d.T, dz2d, out=self.grad_out("kernel"))  # out=None: a new array

@@ -5,6 +5,7 @@ P = OH*OW pixels), and hands on A = g(Z + b) laid out (N, F, P)::
 
     forward:   out[n, f, p] = g(zf[f, n*P + p] + b[f])
     backward:  dzf[f, n*P + p] = dy[n, f, p] * g'(z[n, f, p])     (g' read off out: see below)
+               db[f] = sum over n, p of dzf[f, n*P + p]            (the bias gradient, in the same pass)
 
 On a GPU each direction is one launch of ``cuda_kernels/epilogue.cu`` where CuPy needs 3-4
 (a transpose written out by the bias add, ReLU's mask, its maximum...). g'(Z) is computed from
@@ -23,6 +24,7 @@ from gpunn import activations
 from gpunn.backend import kernels
 
 LINEAR, RELU, SIGMOID, TANH = range(4)  # the kernels' activation codes
+BLOCK = 256  # threads per block of the backward kernel
 
 
 def activation_code(activation):
@@ -52,10 +54,13 @@ def conv_bias_act_forward_cpu(zf, bias, has_bias, out, F, N, P, activation):
     out.reshape(N, F, P)[...] = _activate(z, activation)
 
 
-def conv_bias_act_backward_cpu(dy, out, dzf, F, N, P, activation):
-    """dzf (F, N*P) = dy * g'(Z) (both (N, F, P)), with g' read off the forward's output."""
+def conv_bias_act_backward_cpu(dy, out, dzf, db, has_bias, partials, counters, F, N, P, activation, chunks):
+    """dzf (F, N*P) = dy * g'(Z) (both (N, F, P)), with g' read off the forward's output; db (F,) = the sums
+    of dzf's rows when ``has_bias``. (``partials``, ``counters`` and ``chunks`` are the kernel's way to sum.)"""
     dz = _derivative_times(dy.reshape(N, F, P), out.reshape(N, F, P), activation)
     dzf.reshape(F, N, P)[...] = dz.transpose(1, 0, 2)
+    if has_bias:
+        dzf.sum(axis=1, out=db)
 
 
 # --- CUDA kernels -------------------------------------------------------------------
@@ -66,9 +71,16 @@ def conv_bias_act_forward_gpu(zf, bias, has_bias, out, F, N, P, activation):
                    (zf, bias, np.int32(has_bias), out, np.int64(F), np.int64(N), np.int64(P), np.int32(activation)))
 
 
-def conv_bias_act_backward_gpu(dy, out, dzf, F, N, P, activation):
-    kernels.launch("epilogue", "conv_bias_act_backward", dzf.size,
-                   (dy, out, dzf, np.int64(F), np.int64(N), np.int64(P), np.int32(activation)))
+def conv_bias_act_backward_gpu(dy, out, dzf, db, has_bias, partials, counters, F, N, P, activation, chunks):
+    kernels.get_kernel("epilogue", "conv_bias_act_backward")(
+        (F * chunks,), (BLOCK,), (dy, out, dzf, db, np.int32(has_bias), partials, counters, np.int64(F), np.int64(N),
+                                  np.int64(P), np.int32(activation), np.int64(chunks)))
+
+
+def row_chunks(F, L):
+    """How many blocks share a row of L elements, F rows: about 1024 blocks in all (enough to fill a GPU),
+    each with 4 elements a thread or more. The sums depend on it, so it depends on the sizes alone."""
+    return max(1, min(-(-1024 // F), L // (4 * BLOCK)))
 
 
 # --- dispatchers --------------------------------------------------------------------
@@ -86,12 +98,21 @@ def bias_act_forward(zf, bias, n, activation):
     return out
 
 
-def bias_act_backward(dy, out, activation):
-    """dA (N, F, ...) and the forward's A -> dZ (F, N*P), the layout of zf. ``dy`` is not modified."""
+def bias_act_backward(dy, out, activation, has_bias=False, db=None):
+    """dA (N, F, ...) and the forward's A -> (dZ (F, N*P), the layout of zf; dJ/db (F,) when ``has_bias``,
+    else None), with db written in ``db`` when given (an array of shape (F,)). ``dy`` is not modified."""
+    xp = backend.xp
     n, f = out.shape[:2]
     p = out.size // max(n * f, 1)
-    dy = backend.xp.ascontiguousarray(dy, dtype=out.dtype)  # no copy when it already is
-    dzf = backend.xp.empty((f, n * p), dtype=out.dtype)
-    run = conv_bias_act_backward_gpu if kernels.takes(dy, out, dzf) else conv_bias_act_backward_cpu
-    run(dy, out, dzf, f, n, p, activation)
-    return dzf
+    dy = xp.ascontiguousarray(dy, dtype=out.dtype)  # no copy when it already is
+    dzf = xp.empty((f, n * p), dtype=out.dtype)
+    if has_bias and db is None:
+        db = xp.empty(f, dtype=out.dtype)
+    if kernels.takes(dy, out, dzf) and n * p and (db is None or kernels.takes(db)):
+        chunks = row_chunks(f, n * p)
+        partials = xp.empty(f * chunks if has_bias else 1, dtype=out.dtype)  # without a bias, never touched
+        conv_bias_act_backward_gpu(dy, out, dzf, db if has_bias else partials, int(has_bias), partials,
+                                   kernels.block_counters(f), f, n, p, activation, chunks)
+    else:
+        conv_bias_act_backward_cpu(dy, out, dzf, db, int(has_bias), None, None, f, n, p, activation, 1)
+    return dzf, db

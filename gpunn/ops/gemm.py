@@ -17,16 +17,25 @@ The kernel reads A and B through strides counted in elements -- A[i, k] is at ``
 :func:`matmul` checks shapes, allocates the output, and takes the kernel for float32 GPU arrays (with a
 C-contiguous output), the twin otherwise (NumPy, float64 gradchecks). Layers call :func:`product`,
 which is cuBLAS (``xp.matmul``) in an eager step and this kernel while a step is prepared for a graph.
+
+A layer's forward product and its epilogue -- bias, activation and layout, ``gpunn.ops.epilogue`` -- are
+one kernel, ``sgemm_bias_act``, when :func:`product_bias_act` finds the product small: there the launch
+saved counts for more than cuBLAS's speed (a LeNet step is bound by its launches, not by its arithmetic).
 """
 
 import numpy as np
 
 import gpunn.backend as backend
 from gpunn.backend import graphs, kernels
+from gpunn.ops.epilogue import bias_act_forward, conv_bias_act_forward_cpu
 
 TILE = 64  # rows and columns of C per block (TILE in gemm.cu)
 THREADS = 256  # threads per block (THREADS in gemm.cu)
 MAX_ROW_BLOCKS = 65535  # CUDA's limit on gridDim.y; taller products loop over their row tiles
+# The largest product (M * N * K multiply-adds) that product_bias_act fuses with its epilogue in an eager step;
+# larger ones go to cuBLAS, then the epilogue kernel. A guess to be timed on a GPU (benchmarks/bench_lenet.py):
+# all of LeNet-5's products up to batch 512 (the largest, conv2's at batch 512: 79 M) are under it.
+FUSED_MAX = 1 << 27
 
 
 def sgemm_cpu(a, b, c, beta):
@@ -52,10 +61,15 @@ def sgemm_gpu(a, b, c, beta):
     kernels.get_kernel("gemm", "sgemm")(grid, (THREADS,), args)
 
 
+def _takes_operands(a, b):
+    """The kernels' conditions on a and b: float32 GPU arrays with whole-element strides (any layout)."""
+    return (kernels.on_gpu(a, b) and a.dtype == "float32" and b.dtype == "float32"
+            and all(s % x.itemsize == 0 for x in (a, b) for s in x.strides))
+
+
 def _takes(a, b, out):
-    """The kernel's conditions: float32 GPU arrays, out C-contiguous, a and b with whole-element strides."""
-    return (kernels.on_gpu(a, b, out) and all(x.dtype == "float32" for x in (a, b, out))
-            and out.flags.c_contiguous and all(s % x.itemsize == 0 for x in (a, b) for s in x.strides))
+    """sgemm's conditions: a and b as above, out a C-contiguous float32 GPU array."""
+    return _takes_operands(a, b) and kernels.takes(out)
 
 
 def matmul(a, b, out=None, accumulate=False):
@@ -86,3 +100,31 @@ def product(a, b, out=None):
     if graphs.in_graph() and kernels.on_gpu(a, b):
         return matmul(a, b, out)
     return backend.get_array_module(a).matmul(a, b, out=out)
+
+
+def sgemm_bias_act_cpu(a, b, bias, has_bias, out, P, activation):
+    """out (N/P, M, P) = g(a @ b + bias[:, None]): the product, then the epilogue's twin."""
+    m, n = a.shape[0], b.shape[1]
+    conv_bias_act_forward_cpu(backend.get_array_module(a).matmul(a, b), bias, has_bias, out, m, n // P, P, activation)
+
+
+def sgemm_bias_act_gpu(a, b, bias, has_bias, out, P, activation):
+    (m, k), n = a.shape, b.shape[1]
+    grid = (kernels.grid(n, TILE), min(kernels.grid(m, TILE), MAX_ROW_BLOCKS))
+    sizes = (np.int64(v) for v in (m, n, k, *element_strides(a), *element_strides(b), P))
+    args = (a, b, bias, np.int32(has_bias), out, *sizes, np.int32(activation))
+    kernels.get_kernel("gemm", "sgemm_bias_act")(grid, (THREADS,), args)
+
+
+def product_bias_act(a, b, bias, images, activation):
+    """A layer's forward on a GPU: g(a . b + bias) for a (F, K), b (K, images * P), ``bias`` (F,) or None and an
+    activation code of ``gpunn.ops.epilogue``, laid out (images, F, P). One kernel while a step is prepared for a
+    graph or when the product is small (at most FUSED_MAX multiply-adds); else cuBLAS, then the epilogue kernel."""
+    (m, k), n = a.shape, b.shape[1]
+    fused = graphs.in_graph() or m * n * k <= FUSED_MAX
+    if not (fused and _takes_operands(a, b) and (bias is None or kernels.takes(bias))):
+        return bias_act_forward(product(a, b), bias, images, activation)
+    out = backend.xp.empty((images, m, n // max(images, 1)), dtype=a.dtype)
+    if out.size:
+        sgemm_bias_act_gpu(a, b, out if bias is None else bias, int(bias is not None), out, out.shape[2], activation)
+    return out

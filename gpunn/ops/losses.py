@@ -70,9 +70,10 @@ def softmax_backward(a, da):
     return dz.reshape(a.shape)
 
 
-def softmax_cross_entropy_cpu(z, labels, weights, loss_rows, dz):
-    """loss_rows (rows,) <- w (lse(z) - z[y]);  dz (rows, k) <- w (softmax(z) - onehot(y)) / rows.
-    ``weights``: (rows,), or None for all ones."""
+def softmax_cross_entropy_cpu(z, labels, weights, loss_rows, dz, loss_mean, partials, counter):
+    """loss_rows (rows,) <- w (lse(z) - z[y]);  dz (rows, k) <- w (softmax(z) - onehot(y)) / rows;
+    loss_mean (1,) <- the mean of loss_rows. ``weights``: (rows,), or None for all ones. (``partials`` and
+    ``counter`` are the kernel's way to sum the mean.)"""
     xp = backend.get_array_module(z)
     rows = z.shape[0]
     zmax = z.max(axis=1, keepdims=True)
@@ -82,25 +83,39 @@ def softmax_cross_entropy_cpu(z, labels, weights, loss_rows, dz):
     loss_rows[...] = (w * (lse - picked))[:, 0]
     onehot = labels.reshape(rows, 1) == xp.arange(z.shape[1])
     dz[...] = w * (xp.exp(z - lse) - onehot) / rows
+    loss_mean[...] = loss_rows.mean()
 
 
-def softmax_cross_entropy_gpu(z, labels, weights, loss_rows, dz):
+BLOCKS = 1024  # the loss kernel's grid at most (a grid-stride loop covers more rows)
+
+
+def loss_blocks(rows):
+    """The loss kernel's grid: a warp per row, 8 to a block."""
+    return min(kernels.grid(rows * WARP, 8 * WARP), BLOCKS)
+
+
+def softmax_cross_entropy_gpu(z, labels, weights, loss_rows, dz, loss_mean, partials, counter):
     rows, classes = z.shape
     has_weights = weights is not None
-    kernels.launch("losses", "softmax_cross_entropy", rows * WARP,
-                   (z, labels, weights if has_weights else z, np.int32(has_weights), loss_rows, dz,
-                    np.int64(rows), np.int64(classes), np.float32(1.0 / rows)))
+    kernels.get_kernel("losses", "softmax_cross_entropy")(
+        (loss_blocks(rows),), (8 * WARP,), (z, labels, weights if has_weights else z, np.int32(has_weights), loss_rows,
+                                             dz, loss_mean, partials, counter, np.int64(rows), np.int64(classes),
+                                             np.float32(1.0 / rows)))
 
 
 def softmax_cross_entropy(z, labels, weights=None):
-    """(loss_rows, dz) of logits z (..., k), labels (...) and weights (...) or None: new arrays of z's
-    shape without its last axis and of z's shape. The kernel for float32 GPU arrays, else the twin."""
+    """(loss_rows, J, dz) of logits z (..., k), labels (...) and weights (...) or None: new arrays of z's shape
+    without its last axis, of shape () (the mean of loss_rows) and of z's shape. The kernel for float32 GPU
+    arrays, else the twin."""
     flat, xp = _rows(z)
     rows = flat.shape[0]
     labels = xp.ascontiguousarray(labels.reshape(rows).astype(np.int64, copy=False))
     if weights is not None:
         weights = xp.ascontiguousarray(weights.reshape(rows).astype(z.dtype, copy=False))
-    loss_rows, dz = xp.empty(rows, dtype=z.dtype), xp.empty_like(flat)
-    (softmax_cross_entropy_gpu if kernels.takes(flat) else softmax_cross_entropy_cpu)(flat, labels, weights,
-                                                                                      loss_rows, dz)
-    return loss_rows.reshape(z.shape[:-1]), dz.reshape(z.shape)
+    loss_rows, dz, loss_mean = xp.empty(rows, dtype=z.dtype), xp.empty_like(flat), xp.empty(1, dtype=z.dtype)
+    if kernels.takes(flat) and rows:
+        partials = xp.empty(loss_blocks(rows), dtype=z.dtype)
+        softmax_cross_entropy_gpu(flat, labels, weights, loss_rows, dz, loss_mean, partials, kernels.block_counters(1))
+    else:
+        softmax_cross_entropy_cpu(flat, labels, weights, loss_rows, dz, loss_mean, None, None)
+    return loss_rows.reshape(z.shape[:-1]), loss_mean.reshape(()), dz.reshape(z.shape)
