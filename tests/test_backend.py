@@ -226,7 +226,7 @@ def test_wheel_ships_the_cuda_sources(tmp_path):
 
     (wheel,) = tmp_path.glob("gpunn-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    expected = {f"gpunn/cuda_kernels/{p.name}" for p in (ROOT / "cuda_kernels").glob("*.cu")}
+    expected = {f"gpunn/cuda_kernels/{p.name}" for p in (ROOT / "cuda_kernels").glob("*.cu*")}  # and the headers
     assert expected and expected <= names, f"missing from the wheel: {expected - names}"
 
 

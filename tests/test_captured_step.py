@@ -76,6 +76,18 @@ def test_a_capture_refuses_what_a_gpu_refuses(cupy, what, message):
             stream.end_capture()
 
 
+def test_block_counters_grow_without_freeing_and_are_never_made_during_a_capture(cupy, monkeypatch):
+    """A graph captured earlier keeps the counters it was given: a larger array replaces them, the old one is kept.
+    During a capture nothing runs, so new counters could not be zeroed: that is refused."""
+    small = kernels.block_counters(1)
+    big = kernels.block_counters(small.size + 1)
+    assert big.size > small.size and any(c is small for c in kernels._outgrown)
+    assert kernels.block_counters(5) is big and not big.get().any()
+    monkeypatch.setattr(graphs, "_capturing", True)
+    with pytest.raises(RuntimeError, match="during a CUDA graph capture"):
+        kernels.block_counters(big.size + 1)
+
+
 def lenet(jit, optimizer="adam"):
     from gpunn.examples.lenet import lenet5
 

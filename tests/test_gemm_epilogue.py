@@ -88,3 +88,12 @@ def test_float64_takes_the_twins(kernel_device, monkeypatch):
     got = dev.to_numpy(product_bias_act(dev.asarray(a), dev.asarray(b), dev.asarray(bias), 2, 3))
     assert names == []
     np.testing.assert_allclose(got, np.tanh(a @ b + bias[:, None]).reshape(5, 2, 3).transpose(1, 0, 2), rtol=1e-14)
+
+
+def test_mismatched_shapes_are_refused_before_any_launch(kernel_device):
+    dev = kernel_device
+    a, b = dev.asarray(np.ones((4, 3), np.float32)), dev.asarray(np.ones((3, 10), np.float32))
+    with pytest.raises(ValueError, match=r"received a \(4, 3\), b \(3, 10\), bias None and images=3"):
+        product_bias_act(a, b, None, 3, 1)  # 10 columns are not 3 images
+    with pytest.raises(ValueError, match=r"bias \(3,\)"):
+        product_bias_act(a, b, dev.asarray(np.ones(3, np.float32)), 2, 1)

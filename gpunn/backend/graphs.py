@@ -31,6 +31,12 @@ import contextlib
 import gpunn.backend as backend
 
 _preparing = False
+_capturing = False
+
+
+def capturing():
+    """True while a stream records a graph: work is recorded, not run, and new device memory cannot be had."""
+    return _capturing
 
 
 def in_graph():
@@ -58,14 +64,18 @@ class Graph:
         return _copied(result)
 
     def capture(self):
+        global _capturing
         with self._preparing():
             self.stream.begin_capture()
+            _capturing = True
             try:
                 self.outputs = self.step()
             except BaseException:
                 with contextlib.suppress(Exception):  # the capture is broken; its end may say so, but the cause is this
                     self.stream.end_capture()
                 raise
+            finally:
+                _capturing = False
             self.graph = self.stream.end_capture()
         self.step = None  # the graph holds the work now (and the step object need not be kept by its graph)
 

@@ -77,15 +77,25 @@ def launch(family, name, n, args, block=256, max_blocks=1 << 20):
 
 
 _counters = {}  # (backend, device) -> int32 zeros: the tickets of last-block reductions
+_outgrown = []  # counters replaced by larger ones: kept, since a captured graph may still use them
 
 
 def block_counters(n):
     """At least ``n`` int32 zeros on the device, for a kernel whose last block to finish a piece of work
-    finishes it (epilogue.cu's bias gradient), counting the blocks done with atomicAdd. One array per device,
-    shared: kernels run one after another on a stream, and each sets the counters it used back to 0."""
+    finishes it (reduce.cuh), counting the blocks done with atomicAdd. One array per device, shared: gpunn
+    launches on one stream at a time (a graph's warm-up and capture wait for the work before them, and the
+    work after them waits for them), so the kernels run one after another, and each sets its counters back
+    to 0. Allocated by an eager step or a graph's warm-up, never during a capture, which runs nothing."""
+    from gpunn.backend import graphs
+
     key = (backend.name, backend.device_id)
     counters = _counters.get(key)
     if counters is None or counters.size < n:
+        if graphs.capturing():
+            raise RuntimeError(f"gpunn needs {n} block counters, first asked for during a CUDA graph capture, where "
+                               f"they cannot be zeroed; the warm-up before a capture asks for them (a bug in gpunn)")
+        if counters is not None:
+            _outgrown.append(counters)
         if backend.is_gpu():  # from the default pool, not a graph's (the array outlives any graph)
             cupy = backend._cupy
             with cupy.cuda.using_allocator(cupy.get_default_memory_pool().malloc):

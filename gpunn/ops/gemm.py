@@ -121,6 +121,9 @@ def product_bias_act(a, b, bias, images, activation):
     activation code of ``gpunn.ops.epilogue``, laid out (images, F, P). One kernel while a step is prepared for a
     graph or when the product is small (at most FUSED_MAX multiply-adds); else cuBLAS, then the epilogue kernel."""
     (m, k), n = a.shape, b.shape[1]
+    if b.shape[0] != k or (images and n % images) or (bias is not None and bias.shape != (m,)):
+        raise ValueError(f"product_bias_act expects a (F, K), b (K, images * P) and bias (F,); received a {a.shape}, "
+                         f"b {b.shape}, bias {None if bias is None else bias.shape} and images={images}")
     fused = graphs.in_graph() or m * n * k <= FUSED_MAX
     if not (fused and _takes_operands(a, b) and (bias is None or kernels.takes(bias))):
         return bias_act_forward(product(a, b), bias, images, activation)
