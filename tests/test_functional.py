@@ -202,6 +202,17 @@ def test_feature_extraction_predicts_intermediate_outputs_in_one_call():
         classifier.get_layer("nope")
 
 
+def test_every_layer_of_a_sequential_has_its_output_for_a_feature_model():
+    """Keras's Model(model.inputs, layer.output) for each layer of a LeNet-like Sequential, the poolings included."""
+    from gpunn.layers import AvgPool2D, MaxPool2D
+
+    model = Sequential([Conv2D(3, 3, activation="relu", input_shape=(1, 10, 10)), MaxPool2D(2), Conv2D(4, 2),
+                        AvgPool2D(2), Flatten(), Dense(2)])
+    x = rng.random((3, 1, 10, 10), dtype=np.float32)
+    shapes = [Model(model.inputs, layer.output).predict(x).shape for layer in model.layers]
+    assert shapes == [(3, 3, 8, 8), (3, 3, 4, 4), (3, 4, 3, 3), (3, 4, 1, 1), (3, 4), (3, 2)]
+
+
 def test_transfer_learning_freezes_a_trained_encoder_under_a_new_head():
     set_seed(2)
     x = Input((6,))

@@ -81,7 +81,7 @@ class _Pooling2D(ImageLayer):
         dx[:, :, :oh * kh, :ow * kw] = d
         return dx
 
-    def output(self, pooled):
+    def as_image(self, pooled):
         """(N*C*OH*OW,) -> (N, C, OH, OW)."""
         n, c = self.x_shape[:2]
         return pooled.reshape(n, c, self.g.OH, self.g.OW)
@@ -114,7 +114,7 @@ class MaxPool2D(_Pooling2D):
             self.winners = first_max_mask(tiles, best)
             return best
         pooled, self.argmax = max_and_argmax(self.windows(x))
-        return self.output(pooled)
+        return self.as_image(pooled)
 
     def backward_channels_first(self, dy):
         if self.winners is not None:  # dy of each window on its (first) arg-max, 0 elsewhere
@@ -186,7 +186,7 @@ class AvgPool2D(_Pooling2D):
                                                ((g.PT, g.PB), (g.PL, g.PR)))).sum(axis=0)
         else:
             self.count = x.dtype.type(g.KH * g.KW)
-        return self.output(col.sum(axis=0).reshape(g.N, -1) / self.count)
+        return self.as_image(col.sum(axis=0).reshape(g.N, -1) / self.count)
 
     def backward_channels_first(self, dy):
         if self.direct:  # one launch: dy / count on every real pixel of each window
