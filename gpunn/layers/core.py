@@ -36,7 +36,8 @@ class Dense(Layer):
 
     On a GPU, Z is computed transposed, Z^T = W^T . X^T (units, m), so that adding b and applying
     g is one kernel that also lays A out as (m, units): Conv2D's epilogue with one pixel per image
-    (:mod:`gpunn.ops.epilogue`); backward, dZ^T comes out of the same kernel, g'(Z) read off A.
+    (:mod:`gpunn.ops.epilogue`), with the product in it when it is small (:mod:`gpunn.ops.gemm`);
+    backward, dZ^T and db come out of one kernel, g'(Z) read off A.
 
     Args:
         units: number of output features (> 0).
