@@ -120,34 +120,45 @@ def test_backward_takes_a_strided_gradient_and_leaves_it_alone(kernel_device):
     np.testing.assert_array_equal(dzf, (before * (dev.to_numpy(out) > 0)).transpose(1, 0, 2).reshape(4, -1))
 
 
-@pytest.mark.parametrize("activation", NAMES + ["elu"])
-@pytest.mark.parametrize("use_bias", [True, False])
-def test_conv2d_on_the_epilogue_kernel_equals_conv2d_without_it(activation, use_bias, kernel_device):
-    """Forward, dX and every gradient, with the epilogue kernels and with today's activation objects (the other
-    kernels the same); dy left as it was. (NumPy against the host runner: tests/test_host_cuda.py.)"""
-    from gpunn.layers import Conv2D, convolutional
-
-    dev = kernel_device
-    x = rng.standard_normal((5, 3, 9, 8)).astype(np.float32)
-    dy = rng.standard_normal((5, 4, 9, 4)).astype(np.float32)
-    weights = [rng.standard_normal((4, 3, 3, 2)).astype(np.float32), rng.standard_normal(4).astype(np.float32)]
+def with_and_without_the_epilogue(module, make, x, dy, dev, epilogue):
+    """A layer made by ``make()`` run forward and backward on the unfused path (``module.activation_code`` patched
+    to None: the activation objects) and the fused one: [y, dx, *grads] of each, checked to be the same. dy is
+    left as it was; ``epilogue``: whether the fused run is expected to take the epilogue kernels."""
     results = []
     for fused in (False, True):
         with pytest.MonkeyPatch.context() as patch:
             if not fused:
-                patch.setattr(convolutional, "activation_code", lambda activation: None)
-            layer = Conv2D(4, (3, 2), strides=(1, 2), padding="same", activation=activation, use_bias=use_bias,
-                            data_format="channels_first")
-            layer.build((3, 9, 8))
-            layer.set_weights(weights[:1 + use_bias])
+                patch.setattr(module, "activation_code", lambda activation: None)
+            layer = make()
             dys = dev.asarray(dy)
             y = layer.forward(dev.asarray(x), training=True)
             dx = layer.backward(dys)
         np.testing.assert_array_equal(dev.to_numpy(dys), dy)  # backward never modifies its input
-        assert (layer.epilogue is not None) == (fused and activation != "elu")
+        assert (layer.epilogue is not None) == (fused and epilogue)
+        assert y.shape == dy.shape and dx.shape == x.shape
         results.append([dev.to_numpy(a) for a in (y, dx, *layer.grads.values())])
     for a, b in zip(*results):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("activation", NAMES + ["elu"])
+@pytest.mark.parametrize("use_bias", [True, False])
+def test_conv2d_on_the_epilogue_kernel_equals_conv2d_without_it(activation, use_bias, kernel_device):
+    """Forward, dX and every gradient, with the epilogue kernels and with today's activation objects (the other
+    kernels the same). (NumPy against the host runner: tests/test_host_cuda.py.)"""
+    from gpunn.layers import Conv2D, convolutional
+
+    weights = [rng.standard_normal((4, 3, 3, 2)).astype(np.float32), rng.standard_normal(4).astype(np.float32)]
+
+    def make():
+        layer = Conv2D(4, (3, 2), strides=(1, 2), padding="same", activation=activation, use_bias=use_bias,
+                       data_format="channels_first")
+        layer.build((3, 9, 8))
+        layer.set_weights(weights[:1 + use_bias])
+        return layer
+
+    x, dy = rng.standard_normal((5, 3, 9, 8)).astype(np.float32), rng.standard_normal((5, 4, 9, 4)).astype(np.float32)
+    with_and_without_the_epilogue(convolutional, make, x, dy, kernel_device, activation != "elu")
 
 
 @pytest.mark.parametrize("activation", NAMES + ["elu"])
@@ -157,24 +168,13 @@ def test_dense_on_the_epilogue_kernel_equals_dense_without_it(activation, use_bi
     """Dense as Conv2D's epilogue with one pixel: Z^T = W^T X^T, then b and g in one kernel; backward the same."""
     from gpunn.layers import Dense, core
 
-    dev = kernel_device
-    x = rng.standard_normal(shape).astype(np.float32)
-    dy = rng.standard_normal(shape[:-1] + (6,)).astype(np.float32)
     weights = [rng.standard_normal((5, 6)).astype(np.float32), rng.standard_normal(6).astype(np.float32)]
-    results = []
-    for fused in (False, True):
-        with pytest.MonkeyPatch.context() as patch:
-            if not fused:
-                patch.setattr(core, "activation_code", lambda activation: None)
-            layer = Dense(6, activation=activation, use_bias=use_bias)
-            layer.build(shape[1:])
-            layer.set_weights(weights[:1 + use_bias])
-            dys = dev.asarray(dy)
-            y = layer.forward(dev.asarray(x), training=True)
-            dx = layer.backward(dys)
-        np.testing.assert_array_equal(dev.to_numpy(dys), dy)  # backward never modifies its input
-        assert (layer.epilogue is not None) == (fused and activation != "elu")
-        assert y.shape == shape[:-1] + (6,) and dx.shape == shape
-        results.append([dev.to_numpy(a) for a in (y, dx, *layer.grads.values())])
-    for a, b in zip(*results):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+    def make():
+        layer = Dense(6, activation=activation, use_bias=use_bias)
+        layer.build(shape[1:])
+        layer.set_weights(weights[:1 + use_bias])
+        return layer
+
+    x, dy = rng.standard_normal(shape).astype(np.float32), rng.standard_normal(shape[:-1] + (6,)).astype(np.float32)
+    with_and_without_the_epilogue(core, make, x, dy, kernel_device, activation != "elu")
