@@ -177,10 +177,13 @@ def test_kernels_read_and_write_only_their_arrays_under_address_sanitizer():
     end, read or write, aborts with a report (on a GPU, compute-sanitizer's memcheck does this)."""
     root = Path(__file__).resolve().parent.parent
     env = {**os.environ, **asan_env(LIBASAN), "GPUNN_HOST_CUDA_ASAN": "1"}
-    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", "-k", "host",
-                          "tests/test_im2col.py", "tests/test_pooling_kernels.py", "tests/test_recurrent.py",
-                          "tests/test_attention.py", "tests/test_optimizers.py", "tests/test_softmax_cross_entropy.py",
-                          "tests/test_softmax_kernels.py", "tests/test_epilogue.py", "tests/test_gemm.py",
+    # Every host case but attention's longest (300 x 260: 24 of its 120, the slowest under ASan; 130 x 130
+    # already crosses the 128-row tiles), which the guard bands of the plain run check.
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", "-k",
+                          "host and not 300-260", "tests/test_im2col.py", "tests/test_pooling_kernels.py",
+                          "tests/test_recurrent.py", "tests/test_attention.py", "tests/test_optimizers.py",
+                          "tests/test_softmax_cross_entropy.py", "tests/test_softmax_kernels.py", "tests/test_epilogue.py",
+                          "tests/test_gemm.py", "tests/test_gemm_epilogue.py",
                           "tests/test_host_cuda.py::test_layers_launch_their_kernels_and_train_like_the_twins"],
                          cwd=root, env=env, capture_output=True, text=True)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-6000:]
