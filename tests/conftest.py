@@ -77,12 +77,12 @@ def same_in_both_passes(item):
 
 def pytest_collection_modifyitems(config, items):
     if config.getoption("--cupy-standin"):  # CI runs both passes: a test the NumPy pass ran as it is runs once
-        twice = [item for item in items if same_in_both_passes(item)]
-        if twice:
-            config.hook.pytest_deselected(items=twice)
-            items[:] = [item for item in items if not same_in_both_passes(item)]
-            print(f"\ngpunn: {len(twice)} tests deselected: they run the same way without --cupy-standin "
-                  f"(the kernels on the host runner, or the stand-in fixture)")
+        left_out = [item for item in items if same_in_both_passes(item) or "learns" in item.keywords]
+        if left_out:
+            config.hook.pytest_deselected(items=left_out)
+            items[:] = [item for item in items if not (same_in_both_passes(item) or "learns" in item.keywords)]
+            print(f"\ngpunn: {len(left_out)} tests deselected: they run the same way without --cupy-standin (the "
+                  f"kernels on the host runner, or the stand-in fixture), or train for minutes on it (marked learns)")
     if gpu_available():
         return
     skip = pytest.mark.skip(reason="needs an NVIDIA GPU with CuPy (none usable here)")

@@ -101,12 +101,19 @@ class HostKernel:
         n = getattr(lib, f"signature_{name}")(kinds, sizes, consts)
         self.params = [(kinds.raw[i:i + 1].decode(), sizes[i], bool(consts.raw[i])) for i in range(n)]
 
-    def __call__(self, grid, block, args, shared_mem=0):
+    def check(self, grid, block, args):
+        """What a launch checks before it runs: the grid, the number of arguments and each one's type."""
         grid, block = _dims(grid), _dims(block)
         if not 1 <= block[0] * block[1] * block[2] <= 1024 or max(grid[1:]) > 65535 or min(grid) < 1:
             raise ValueError(f"{self.label}: launch of grid {grid} x block {block} is outside CUDA's limits")
         if len(args) != len(self.params):
             raise TypeError(f"{self.label} takes {len(self.params)} arguments, was given {len(args)}")
+        for i, (a, p) in enumerate(zip(args, self.params)):
+            (self._checked if p[0] in "FI" else self._scalar)(i, a, *p)
+        return grid, block
+
+    def __call__(self, grid, block, args, shared_mem=0):
+        grid, block = self.check(grid, block, args)
         guarded = {i: self._guarded(i, a, *p) for i, (a, p) in enumerate(zip(args, self.params)) if p[0] in "FI"}
         keep = [ctypes.c_void_p(guarded[i][0][GUARD + guarded[i][1]:].ctypes.data) if i in guarded
                 else self._scalar(i, a, *p) for i, (a, p) in enumerate(zip(args, self.params))]
@@ -123,6 +130,13 @@ class HostKernel:
     def _guarded(self, i, a, kind, size, is_const):
         """A copy of ``a`` (or of the memory a strided view spans) between two guard bands, and where in
         that copy the element [0, ...] is."""
+        strided = self._checked(i, a, kind, size, is_const)
+        band = _band(a.dtype)
+        span, first = _span(a) if strided else (a.reshape(-1), 0)
+        return np.concatenate((band, span, band)), first
+
+    def _checked(self, i, a, kind, size, is_const):
+        """Refuse an array argument the kernel would misread; True when it is a strided view the kernel may take."""
         if not isinstance(a, np.ndarray):
             raise TypeError(f"{self.label} argument {i}: expected an array, got {type(a).__name__}")
         if a.dtype.kind != ("f" if kind == "F" else "i") or a.dtype.itemsize != size:
@@ -132,9 +146,7 @@ class HostKernel:
         if (not a.flags.c_contiguous and not strided) or (not is_const and not a.flags.writeable):
             raise TypeError(f"{self.label} argument {i}: the array must be C-contiguous"
                             + ("" if is_const else " and writeable"))
-        band = _band(a.dtype)
-        span, first = _span(a) if strided else (a.reshape(-1), 0)
-        return np.concatenate((band, span, band)), first
+        return strided
 
     def _scalar(self, i, a, kind, size, is_const):
         if not isinstance(a, np.generic):

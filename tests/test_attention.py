@@ -97,6 +97,7 @@ def test_positional_encoding_formula():
     np.testing.assert_allclose(host(PositionalEncoding()(x))[1], pe)
 
 
+@pytest.mark.learns
 def test_transformer_classifier_learns_a_sequence_task():
     """Is the first token repeated later in the sequence? Needs attention across positions."""
     from gpunn.utils import set_seed

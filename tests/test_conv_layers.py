@@ -92,6 +92,7 @@ def small_cnn():
     ])
 
 
+@pytest.mark.learns
 @pytest.mark.skipif(not (SHARED / "fashion-mnist").is_dir(), reason="Fashion-MNIST files not present")
 def test_lenet_learns_real_fashion_mnist(monkeypatch):
     from gpunn.examples.lenet import main
@@ -138,6 +139,7 @@ def test_lenet_fashion_mnist_full_recipe(monkeypatch):
     assert main(["--dataset", "fashion_mnist"]) >= 0.895
 
 
+@pytest.mark.learns
 @pytest.mark.skipif(not (SHARED / "mnist-t10k").is_dir(), reason="MNIST test files not present")
 def test_lenet_learns_real_digits():
     """Only the MNIST test set is available offline: train on its first 8,000 digits, test on the other 2,000."""

@@ -116,6 +116,7 @@ def pairs(x, y, n, seed=0):
     return x[left], x[right], (y[left] == y[right]).astype(np.float32)
 
 
+@pytest.mark.learns
 @pytest.mark.skipif(not (SHARED / "mnist-t10k").is_dir(), reason="MNIST test files not present")
 def test_siamese_network_shares_one_encoder_and_learns_digit_pairs():
     from gpunn.datasets.core import read_idx
@@ -304,6 +305,7 @@ def test_layer_output_of_a_shared_layer_is_ambiguous():
     assert gpunn.layers.Dense(1).name.startswith("dense")
 
 
+@pytest.mark.learns
 @pytest.mark.skipif(not (SHARED / "fashion-mnist").is_dir(), reason="Fashion-MNIST files not present")
 def test_resnet_example_learns(monkeypatch, tmp_path):
     from gpunn.examples.resnet import main, small_resnet

@@ -44,6 +44,7 @@ def check_mlp_learns_spirals(xp):
     return model
 
 
+@pytest.mark.learns
 def test_mlp_learns_non_linear_problem(xp):
     check_mlp_learns_spirals(xp)
 

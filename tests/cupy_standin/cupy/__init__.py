@@ -4,8 +4,9 @@ Test-only (never shipped). With ``python -m pytest --cupy-standin`` this folder'
 first on the path, so ``import cupy`` finds this package and gpunn runs its GPU path on it:
 arrays are :class:`cupy.ndarray` (NumPy arrays behind a wall, see ``_ndarray.py``),
 ``RawModule``/``RawKernel`` compile the real ``cuda_kernels/*.cu`` with the host C++ compiler
-through ``tests/host_cuda.py`` (with its argument-width and contiguity checks), and every
-function is NumPy's, wrapped. It fails where a GPU fails:
+through ``tests/host_cuda.py`` (with its argument-width and contiguity checks; gemm.cu's matrix
+products, once checked so, are computed by their NumPy twins: the kernels themselves are run by
+``tests/test_gemm*.py``), and every function is NumPy's, wrapped. It fails where a GPU fails:
 
 - a NumPy array mixed with a device array, or converted implicitly, raises ``TypeError``;
 - a name real CuPy does not have raises ``AttributeError`` (when real CuPy is installed
@@ -156,7 +157,29 @@ class RawKernel:
             host_args.append(a._a if isinstance(a, ndarray) else a)
         counts.kernels += 1
         kernel, host_args = self._kernel, tuple(host_args)
-        write(lambda: kernel(grid, block, host_args, shared_mem))
+        product = _PRODUCTS.get(self.name)
+        if product is not None:  # checked as the host runner checks a launch, then computed by NumPy
+            kernel.check(grid, block, host_args)
+            write(lambda: product(*host_args))
+        else:
+            write(lambda: kernel(grid, block, host_args, shared_mem))
+
+
+def _sgemm(a, b, c, *sizes_strides_beta):
+    from gpunn.ops.gemm import sgemm_cpu
+
+    sgemm_cpu(a, b, c, float(sizes_strides_beta[-1]))
+
+
+def _sgemm_bias_act(a, b, bias, has_bias, out, *sizes_strides, activation):
+    from gpunn.ops.gemm import sgemm_bias_act_cpu
+
+    sgemm_bias_act_cpu(a, b, bias, int(has_bias), out, int(sizes_strides[-1]), int(activation))
+
+
+# gemm.cu's matrix products, computed by their NumPy twins once the launch is checked: on the host runner they take
+# some 50 times NumPy's time, and a model's tests would train for minutes (tests/test_gemm*.py run the kernels).
+_PRODUCTS = {"sgemm": _sgemm, "sgemm_bias_act": lambda *args: _sgemm_bias_act(*args[:-1], activation=args[-1])}
 
 
 class RawModule:
