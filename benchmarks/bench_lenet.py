@@ -6,8 +6,10 @@
 
 On a GPU: one epoch (data already on the device), the median of ``--repeat`` epochs with CUDA
 events, at batch 64/128/512: gpunn eager and with ``compile(jit_compile=True)`` (the step replayed
-as a CUDA graph), PyTorch eager in the same run. Before timing, gpunn is checked to
-learn (test accuracy above 0.70 after its warm-up epoch; PyTorch's is shown beside it).
+as a CUDA graph), PyTorch eager in the same run, and with ``--torch-compile`` PyTorch's
+``torch.compile`` too (off by default: it compiles for minutes). Before timing, gpunn is checked to
+learn (test accuracy above 0.70 after its warm-up epoch; PyTorch's is shown beside it). Then the
+launches per step at batch 128, counted on the CuPy stand-in (``benchmarks/launches.py``, a subprocess).
 
 On the CPU: ``--steps`` training steps per round, gpunn, PyTorch and Keras (torch backend, when
 installed) each in its own process, rounds interleaved, minimum and median of ``--rounds`` rounds
@@ -18,6 +20,9 @@ Without the dataset it stops, saying where to put the files.
 """
 
 import argparse
+import os
+import subprocess
+import sys
 
 import gpunn
 import gpunn.backend as backend
@@ -35,8 +40,10 @@ def torch_lenet(torch):
         nn.Flatten(), nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10))
 
 
-def torch_epoch_fn(torch, device, x, y, batch_size):
+def torch_epoch_fn(torch, device, x, y, batch_size, compiled=False):
     model = torch_lenet(torch).to(device)
+    if compiled:
+        model = torch.compile(model)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = torch.nn.CrossEntropyLoss()
 
@@ -62,6 +69,7 @@ def main():
     parser.add_argument("--limit", type=int, help="GPU: only the first N training and test images (a quick try)")
     parser.add_argument("--steps", type=int, default=80, help="CPU: training steps per round")
     parser.add_argument("--rounds", type=int, default=7, help="CPU: interleaved rounds per framework")
+    parser.add_argument("--torch-compile", action="store_true", help="GPU: time torch.compile's LeNet too")
     args = parser.parse_args()
     (x, y), (xt, yt) = load("fashion_mnist", args.limit)  # exits with the loader's message when files are missing
     if not backend.is_gpu():
@@ -83,14 +91,35 @@ def main():
             torch_epoch()
             torch_acc = torch_accuracy(txt, tyt)
             torch_s = torch_time_fn(torch, device, torch_epoch, warmup=0, repeat=args.repeat)
+        compiled_s = None
+        if torch is not None and args.torch_compile:
+            torch.manual_seed(0)
+            compiled_epoch, _ = torch_epoch_fn(torch, device, tx, ty, batch_size, compiled=True)
+            compiled_epoch()  # the compilation
+            compiled_s = torch_time_fn(torch, device, compiled_epoch, warmup=0, repeat=args.repeat)
         ratio = (lambda s: f"{s / torch_s:.2f}x") if torch_s else (lambda s: "-")
         rows.append((batch_size, f"{eager_s:.3f}", f"{jit_s:.3f}", f"{eager_acc:.3f} / {jit_acc:.3f}",
-                     f"{torch_s:.3f}" if torch_s else "-", f"{torch_acc:.3f}" if torch_acc else "-", ratio(eager_s),
-                     ratio(jit_s)))
+                     f"{torch_s:.3f}" if torch_s else "-", f"{torch_acc:.3f}" if torch_acc else "-",
+                     f"{compiled_s:.3f}" if compiled_s else "-", ratio(eager_s), ratio(jit_s)))
     print(header())
     print(f"data: Fashion-MNIST, {len(x):,} training images per epoch; PyTorch on {device or '-'}")
     print(table(rows, ["batch", "gpunn s/epoch", "jit_compile s/epoch", "gpunn acc eager / jit (1 epoch)",
-                       "torch s/epoch", "torch acc (1 epoch)", "gpunn/torch", "jit/torch"]))
+                       "torch s/epoch", "torch acc (1 epoch)", "torch.compile s/epoch", "gpunn/torch", "jit/torch"]))
+    print(launch_counts("128"))  # the same at every batch size
+
+
+def launch_counts(batch_sizes):
+    """benchmarks/launches.py's lines (launches per step on the CuPy stand-in), or why there are none."""
+    env = {**os.environ, "GPUNN_BACKEND": "cupy"}
+    try:
+        run = subprocess.run([sys.executable, "-m", "benchmarks.launches", "--batch-sizes", batch_sizes], env=env,
+                             capture_output=True, text=True, timeout=300)
+    except subprocess.TimeoutExpired:
+        return "launches per step (CuPy stand-in): not counted, it took over 300 s"
+    lines = [line for line in run.stdout.splitlines() if line.startswith("batch")]
+    if run.returncode or not lines:
+        return f"launches per step (CuPy stand-in): not counted ({(run.stderr.strip().splitlines() or ['?'])[-1]})"
+    return "launches per step (CuPy stand-in): " + "; ".join(lines)
 
 
 def gpunn_epoch(x, y, xt, yt, batch_size, repeat, jit_compile):
