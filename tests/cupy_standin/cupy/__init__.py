@@ -171,15 +171,16 @@ def _sgemm(a, b, c, *sizes_strides_beta):
     sgemm_cpu(a, b, c, float(sizes_strides_beta[-1]))
 
 
-def _sgemm_bias_act(a, b, bias, has_bias, out, *sizes_strides, activation):
+def _sgemm_bias_act(a, b, bias, has_bias, out, *sizes_strides_p_activation):
     from gpunn.ops.gemm import sgemm_bias_act_cpu
 
-    sgemm_bias_act_cpu(a, b, bias, int(has_bias), out, int(sizes_strides[-1]), int(activation))
+    *_, P, activation = sizes_strides_p_activation
+    sgemm_bias_act_cpu(a, b, bias, int(has_bias), out, int(P), int(activation))
 
 
 # gemm.cu's matrix products, computed by their NumPy twins once the launch is checked: on the host runner they take
 # some 50 times NumPy's time, and a model's tests would train for minutes (tests/test_gemm*.py run the kernels).
-_PRODUCTS = {"sgemm": _sgemm, "sgemm_bias_act": lambda *args: _sgemm_bias_act(*args[:-1], activation=args[-1])}
+_PRODUCTS = {"sgemm": _sgemm, "sgemm_bias_act": _sgemm_bias_act}
 
 
 class RawModule:
